@@ -1,0 +1,35 @@
+"""The one application factory; the server and the tests both call `create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from rtc_server.api import auth_routes, middleware, ops_routes, session_routes
+from rtc_server.appkeys import CONFIG, SERVICES
+from rtc_server.config import Config
+from rtc_server.services import open_services
+
+
+def create_app(config: Config) -> web.Application:
+    # JSON bodies stay under the 1 MiB default; the contract upload streams its multipart parts
+    # with its own limit (http.max_document_bytes), so the app-wide limit is not raised.
+    app = web.Application(
+        middlewares=[middleware.metrics, middleware.cors, middleware.security_headers, middleware.errors],
+        client_max_size=1024 * 1024,
+    )
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_services)
+    app.add_routes(ops_routes.routes)
+    app.add_routes(auth_routes.routes)
+    app.add_routes(session_routes.routes)
+    return app
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    async with open_services(app[CONFIG]) as services:
+        app[SERVICES] = services
+        services.ready = True
+        yield
+        services.ready = False

@@ -1,0 +1,11 @@
+"""Typed keys for what the aiohttp Application holds; the only place they are declared."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rtc_server.config import Config
+from rtc_server.services import Services
+
+CONFIG = web.AppKey("config", Config)
+SERVICES = web.AppKey("services", Services)
