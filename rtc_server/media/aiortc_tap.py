@@ -1,0 +1,242 @@
+"""Every use of aiortc/aioice internals lives here, pinned to aiortc 1.16 by tests/media/test_aiortc_tap.py.
+
+aiortc decodes all it receives and encodes all it sends. The pass-through path uses three seams:
+
+* receive: `RTCRtpReceiver._handle_rtp_packet` unwraps RTX, sends NACKs, depayloads into
+  `packet._data` and then calls `self.__jitter_buffer.add(packet)`, decoding whatever frame that
+  returns. `ReceiverTap` replaces the jitter buffer: it assembles frames at the marker bit, hands them
+  to a TrackSlot and returns no frame, so aiortc's decoder thread stays idle.
+* send: `RTCRtpSender._next_encoded_frame` packs an `av.Packet` with the codec's `pack()` instead of
+  encoding (ForwardTrack yields av.Packets). PLI/FIR from a viewer call `sender._send_keyframe()`
+  and NACKs call `sender._retransmit(seq)` (answered from its RTP history); both are hooked here.
+* ICE: aioice's `get_host_addresses` never returns 127.0.0.1; `loopback_candidates()` adds it for
+  the gathering done inside the context, nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import aioice.ice
+import aiortc
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from .assembler import AudioAssembler, VideoAssembler
+from .errors import UnsupportedAiortc
+from .frames import H264
+from .stats import MediaCounters
+
+SUPPORTED_AIORTC = "1.16."
+H264_FMTP = {"level-asymmetry-allowed": "1", "packetization-mode": "1", "profile-level-id": "42e01f"}
+
+
+def check_aiortc_version(version: str | None = None) -> None:
+    """The tap reaches into aiortc's private attributes: refuse any other minor version."""
+    found = aiortc.__version__ if version is None else version
+    if not found.startswith(SUPPORTED_AIORTC):
+        raise UnsupportedAiortc(
+            f"rtc_server.media needs aiortc {SUPPORTED_AIORTC}x (found {found}); "
+            "re-check rtc_server/media/aiortc_tap.py against the new aiortc source"
+        )
+
+
+check_aiortc_version()
+
+_JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+_RECEIVER_KIND_ATTR = "_RTCRtpReceiver__kind"
+
+# --- ICE --------------------------------------------------------------------------------------------
+
+_with_loopback: contextvars.ContextVar[bool] = contextvars.ContextVar("media_loopback", default=False)
+_original_get_host_addresses: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    addresses = _original_get_host_addresses(use_ipv4, use_ipv6)
+    if use_ipv4 and _with_loopback.get() and "127.0.0.1" not in addresses:
+        addresses.append("127.0.0.1")
+    return addresses
+
+
+aioice.ice.get_host_addresses = _get_host_addresses
+
+
+@contextlib.contextmanager
+def loopback_candidates(enabled: bool = True) -> Iterator[None]:
+    """ICE gathering awaited inside this context (setLocalDescription) also offers 127.0.0.1."""
+    token = _with_loopback.set(enabled)
+    try:
+        yield
+    finally:
+        _with_loopback.reset(token)
+
+
+def ice_connection(transceiver: RTCRtpTransceiver) -> Any:
+    """The aioice Connection behind a transceiver (for checks: stun_server, local candidates)."""
+    return transceiver.receiver.transport.transport.iceGatherer._connection
+
+
+# --- codecs -----------------------------------------------------------------------------------------
+
+
+def codec_preferences(kind: str, names: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
+    """Capabilities in the given preference order (H.264: constrained baseline, packetization-mode 1)."""
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    chosen: list[RTCRtpCodecCapability] = []
+    for name in names:
+        for cap in capabilities:
+            if cap.name.lower() != name.lower():
+                continue
+            if cap.name == H264 and dict(cap.parameters) != H264_FMTP:
+                continue
+            chosen.append(cap)
+    rtx = [c for c in capabilities if c.name.lower() == "rtx"]
+    return chosen + rtx
+
+
+def offered_codec(offered: list[Any], names: tuple[str, ...]) -> str | None:
+    """First codec of `names` (preference order) that an offer's m-line carries in a form aiortc accepts."""
+    from aiortc.rtcpeerconnection import is_codec_compatible
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    for name in names:
+        for cap in codec_preferences("video" if name != "opus" else "audio", (name,)):
+            if cap.name.lower() == "rtx":
+                continue
+            local = RTCRtpCodecParameters(
+                mimeType=cap.mimeType,
+                clockRate=cap.clockRate,
+                channels=cap.channels,
+                parameters=dict(cap.parameters),
+            )
+            if any(is_codec_compatible(local, c) for c in offered):
+                return name
+    return None
+
+
+def negotiated_codec(transceiver: RTCRtpTransceiver) -> tuple[str, int] | None:
+    """Name and clock rate of the codec aiortc will send/receive first on this transceiver."""
+    for codec in getattr(transceiver, "_codecs", []):
+        if codec.name.lower() != "rtx":
+            return codec.name, codec.clockRate
+    return None
+
+
+# --- receive side -----------------------------------------------------------------------------------
+
+FrameSink = Callable[[Any], None]
+
+
+class ReceiverTap:
+    """Stands in for aiortc's JitterBuffer on a publisher's receiver; see the module docstring."""
+
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        codec: str,
+        clock_rate: int,
+        sink: FrameSink,
+        counters: MediaCounters,
+        reorder_wait_s: float,
+    ) -> None:
+        self._receiver = receiver
+        self.codec = codec
+        self.kind = "video" if clock_rate == 90000 else "audio"
+        self._assembler: VideoAssembler | AudioAssembler
+        if self.kind == "video":
+            self._assembler = VideoAssembler(codec, clock_rate, reorder_wait_s)
+        else:
+            self._assembler = AudioAssembler(codec, clock_rate)
+        self._sink = sink
+        self._counters = counters
+        # time.monotonic() of the last RTP packet (any, padding included): the liveness signal.
+        self.last_rtp_at: float | None = None
+        self._ssrc: int | None = None
+        self._keyframe_wanted: Callable[[], None] | None = None
+        self.packets = 0
+
+    @property
+    def capacity(self) -> int:
+        return 0
+
+    @property
+    def synchronised(self) -> bool:
+        return not isinstance(self._assembler, VideoAssembler) or self._assembler.synchronised
+
+    def on_keyframe_wanted(self, callback: Callable[[], None]) -> None:
+        self._keyframe_wanted = callback
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        """JitterBuffer.add's contract: (pli_flag, frame). Keyframe requests go through the slot instead."""
+        now = time.monotonic()
+        self.packets += 1
+        self._ssrc = packet.ssrc
+        self.last_rtp_at = now
+        frames, want_keyframe = self._assembler.add(packet, now, time.time())
+        for frame in frames:
+            self._sink(frame)
+        if want_keyframe:
+            self._counters.frames_abandoned += 1
+            if self._keyframe_wanted is not None:
+                self._keyframe_wanted()
+        return False, None
+
+    def send_pli(self) -> Awaitable[None]:
+        return self._send_pli()
+
+    async def _send_pli(self) -> None:
+        if self._ssrc is not None:
+            await self._receiver._send_rtcp_pli(self._ssrc)
+
+
+def install_receiver_tap(
+    transceiver: RTCRtpTransceiver,
+    sink: FrameSink,
+    counters: MediaCounters,
+    reorder_wait_s: float,
+) -> ReceiverTap:
+    """Replace the receiver's jitter buffer by a ReceiverTap; call after the answer is created."""
+    receiver = transceiver.receiver
+    if not hasattr(receiver, _JITTER_BUFFER_ATTR) or not hasattr(receiver, _RECEIVER_KIND_ATTR):
+        raise UnsupportedAiortc("RTCRtpReceiver no longer has the jitter buffer this tap replaces")
+    codec = negotiated_codec(transceiver)
+    if codec is None:
+        raise UnsupportedAiortc("transceiver has no negotiated codec")
+    tap = ReceiverTap(receiver, codec[0], codec[1], sink, counters, reorder_wait_s)
+    setattr(receiver, _JITTER_BUFFER_ATTR, tap)
+
+    original_nack = receiver._send_rtcp_nack
+
+    async def counting_nack(media_ssrc: int, lost: list[int]) -> None:
+        counters.nacks_sent += 1
+        await original_nack(media_ssrc, lost)
+
+    setattr(receiver, "_send_rtcp_nack", counting_nack)  # noqa: B010 - instance override
+    return tap
+
+
+# --- send side --------------------------------------------------------------------------------------
+
+
+def hook_sender(
+    sender: RTCRtpSender, on_keyframe_request: Callable[[], None], counters: MediaCounters
+) -> None:
+    """Relay a viewer's PLI/FIR to the publisher and count the NACKs the sender answers."""
+
+    def keyframe_requested() -> None:
+        counters.plis_received += 1
+        on_keyframe_request()
+
+    setattr(sender, "_send_keyframe", keyframe_requested)  # noqa: B010 - instance override
+    original_retransmit = sender._retransmit
+
+    async def counting_retransmit(sequence_number: int) -> None:
+        counters.nacks_received += 1
+        await original_retransmit(sequence_number)
+
+    setattr(sender, "_retransmit", counting_retransmit)  # noqa: B010 - instance override

@@ -1,0 +1,193 @@
+"""Marker-bit frame assembly: a frame leaves the moment its last packet arrives.
+
+aiortc's JitterBuffer hands a frame on only when the next frame's first packet arrives (one frame
+interval of delay per hop); this assembler releases it at the marker bit instead. Pure logic, no I/O:
+`add()` takes a depayloaded RTP packet and returns complete frames, in order, and whether a keyframe
+must be requested. Frames are released strictly in order; a frame that stays incomplete longer than
+`reorder_wait_s` is abandoned and the stream resumes on the next keyframe (a decoder fed a frame whose
+reference is missing shows garbage, and the viewer cannot tell because senders renumber pictures).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from .frames import H264, VP8, EncodedFrame, h264_payload_starts_keyframe, is_keyframe
+
+# More buffered packets than this means something is badly wrong (a huge gap): start over.
+MAX_PENDING_PACKETS = 1024
+
+
+class RtpLike(Protocol):
+    """The fields of aiortc's RtpPacket the assembler reads; `_data` is the depayloaded payload."""
+
+    sequence_number: int
+    timestamp: int
+    marker: int
+    payload: bytes
+    _data: bytes
+
+
+def _seq_after(a: int, b: int) -> bool:
+    """a comes after b in 16-bit sequence space."""
+    return a != b and ((a - b) & 0xFFFF) < 0x8000
+
+
+class AudioAssembler:
+    """Audio: every packet is a frame; late or duplicate packets are dropped (no reordering delay)."""
+
+    def __init__(self, codec: str, clock_rate: int) -> None:
+        self.codec = codec
+        self.clock_rate = clock_rate
+        self._last_seq: int | None = None
+
+    def add(self, packet: RtpLike, now: float, wallclock: float) -> tuple[list[EncodedFrame], bool]:
+        seq = packet.sequence_number
+        if self._last_seq is not None and not _seq_after(seq, self._last_seq):
+            return [], False
+        self._last_seq = seq
+        data = packet._data
+        if not data:
+            return [], False
+        frame = EncodedFrame(data, packet.timestamp, True, self.codec, self.clock_rate, now, wallclock)
+        return [frame], False
+
+
+class VideoAssembler:
+    """Video: in-order, marker-bit release with bounded reordering wait and keyframe resync."""
+
+    def __init__(
+        self,
+        codec: str,
+        clock_rate: int = 90000,
+        reorder_wait_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.codec = codec
+        self.clock_rate = clock_rate
+        self._reorder_wait = reorder_wait_s
+        self._clock = clock
+        self._packets: dict[int, RtpLike] = {}
+        # First sequence number of the next frame to release; None until synchronised on a keyframe.
+        self._expected: int | None = None
+        self._stalled_since: float | None = None
+        self.frames_abandoned = 0
+
+    @property
+    def synchronised(self) -> bool:
+        return self._expected is not None
+
+    def add(self, packet: RtpLike, now: float, wallclock: float) -> tuple[list[EncodedFrame], bool]:
+        seq = packet.sequence_number
+        expected = self._expected
+        if expected is not None and seq != expected and _seq_after(expected, seq):
+            return [], False  # late retransmission or duplicate of something already released
+        if len(self._packets) >= MAX_PENDING_PACKETS:
+            self._packets.clear()
+            self._expected = None
+            self._stalled_since = None
+            return [], True
+        self._packets[seq] = packet
+
+        if self._expected is None:
+            frame = self._try_sync(packet, now, wallclock) if packet.marker else None
+            return ([frame] if frame is not None else []), False
+
+        out = self._release_in_order(now, wallclock)
+        if self._packets:
+            if out or self._stalled_since is None:
+                self._stalled_since = now
+            elif now - self._stalled_since > self._reorder_wait:
+                self.frames_abandoned += 1
+                self._expected = None
+                self._stalled_since = None
+                if packet.marker:
+                    frame = self._try_sync(packet, now, wallclock)
+                    if frame is not None:
+                        out.append(frame)
+                        return out, False
+                return out, True
+        else:
+            self._stalled_since = None
+        return out, False
+
+    def _release_in_order(self, now: float, wallclock: float) -> list[EncodedFrame]:
+        out: list[EncodedFrame] = []
+        packets = self._packets
+        while True:
+            start = self._expected
+            assert start is not None
+            first = packets.get(start)
+            # Padding-only packets (bandwidth probes) carry no frame data: step over them.
+            while first is not None and not first.payload:
+                del packets[start]
+                start = (start + 1) & 0xFFFF
+                first = packets.get(start)
+            self._expected = start
+            if first is None:
+                return out
+            timestamp = first.timestamp
+            end = start
+            pkt: RtpLike | None = first
+            while pkt is not None and not pkt.marker:
+                end = (end + 1) & 0xFFFF
+                pkt = packets.get(end)
+                if pkt is not None and pkt.timestamp != timestamp:
+                    # The marker packet was lost and the next frame began: drop and resync.
+                    pkt = None
+                    break
+            if pkt is None:
+                return out
+            out.append(self._pop_frame(start, end, timestamp, now, wallclock))
+            self._expected = (end + 1) & 0xFFFF
+
+    def _try_sync(self, marker_packet: RtpLike, now: float, wallclock: float) -> EncodedFrame | None:
+        """Start (or restart) on a keyframe whose last packet just arrived."""
+        packets = self._packets
+        end = marker_packet.sequence_number
+        timestamp = marker_packet.timestamp
+        start = end
+        while True:
+            prev = packets.get((start - 1) & 0xFFFF)
+            if prev is None or prev.timestamp != timestamp:
+                break
+            start = (start - 1) & 0xFFFF
+        first = packets[start]
+        if not self._starts_keyframe(first):
+            self._discard_through(end)
+            return None
+        frame = self._pop_frame(start, end, timestamp, now, wallclock)
+        if not frame.keyframe:
+            self._discard_through(end)
+            return None
+        self._discard_through(end)
+        self._expected = (end + 1) & 0xFFFF
+        return frame
+
+    def _starts_keyframe(self, first: RtpLike) -> bool:
+        if self.codec == VP8:
+            return (first.payload[0] & 0x1F) == 0x10 if first.payload else False
+        if self.codec == H264:
+            return h264_payload_starts_keyframe(first.payload)
+        return True
+
+    def _pop_frame(self, start: int, end: int, timestamp: int, now: float, wallclock: float) -> EncodedFrame:
+        packets = self._packets
+        parts: list[bytes] = []
+        seq = start
+        while True:
+            parts.append(packets.pop(seq)._data)
+            if seq == end:
+                break
+            seq = (seq + 1) & 0xFFFF
+        data = b"".join(parts)
+        return EncodedFrame(
+            data, timestamp, is_keyframe(self.codec, data), self.codec, self.clock_rate, now, wallclock
+        )
+
+    def _discard_through(self, end: int) -> None:
+        """Forget buffered packets at or before `end` (they can no longer be released in order)."""
+        for seq in [s for s in self._packets if s == end or _seq_after(end, s)]:
+            del self._packets[seq]

@@ -1,0 +1,87 @@
+"""Typed configuration of the media engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_KNOWN_VIDEO_CODECS = ("VP8", "H264")
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    """One STUN or TURN server, as in RTCIceServer."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+    @classmethod
+    def from_mapping(cls, raw: dict[str, object]) -> IceServer:
+        """Build from the config shape `{urls, username?, credential?}`; unknown keys are refused."""
+        unknown = set(raw) - {"urls", "username", "credential"}
+        if unknown:
+            raise ValueError(f"unknown ICE server keys: {sorted(unknown)}")
+        urls = raw.get("urls")
+        if isinstance(urls, str):
+            url_list: tuple[str, ...] = (urls,)
+        elif isinstance(urls, list | tuple) and urls and all(isinstance(u, str) for u in urls):
+            url_list = tuple(str(u) for u in urls)
+        else:
+            raise ValueError("ICE server needs 'urls': a string or a non-empty list of strings")
+        for url in url_list:
+            if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+                raise ValueError(f"ICE server url must be stun:, stuns:, turn: or turns: ({url!r})")
+        username = raw.get("username")
+        credential = raw.get("credential")
+        if username is not None and not isinstance(username, str):
+            raise ValueError("ICE server 'username' must be a string")
+        if credential is not None and not isinstance(credential, str):
+            raise ValueError("ICE server 'credential' must be a string")
+        return cls(urls=url_list, username=username, credential=credential)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """Everything the media engine is told from outside.
+
+    ice_servers empty means host candidates only: the server never contacts a public STUN server unasked.
+    """
+
+    ice_servers: tuple[IceServer, ...] = ()
+    max_peers: int = 200
+    # A publisher whose RTP stops for this long is closed (and reported as dead).
+    liveness_timeout_s: float = 5.0
+    # A peer that has not connected (ICE + DTLS) this long after its offer is closed.
+    connect_timeout_s: float = 30.0
+    watchdog_interval_s: float = 1.0
+    # At most one keyframe request per publisher video track per interval.
+    keyframe_min_interval_s: float = 0.5
+    # Preference order of video codecs offered to publishers and viewers.
+    video_codecs: tuple[str, ...] = ("VP8", "H264")
+    # Bounded per-viewer queues, in frames: a slow viewer drops the oldest, never adds delay.
+    viewer_video_queue: int = 8
+    viewer_audio_queue: int = 16
+    # Bounded per-tap queues (recorder, analyser).
+    tap_queue: int = 120
+    # How long an incomplete video frame may block later frames waiting for a retransmission
+    # before the stream is resynchronised on a keyframe.
+    reorder_wait_s: float = 0.25
+    # aioice never offers 127.0.0.1; a host candidate on loopback lets peers on the same machine
+    # connect when no other interface exists (tests, development). Harmless for remote peers.
+    loopback_candidates: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_peers < 1:
+            raise ValueError("max_peers must be at least 1")
+        for name in ("liveness_timeout_s", "connect_timeout_s", "watchdog_interval_s", "reorder_wait_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.keyframe_min_interval_s < 0:
+            raise ValueError("keyframe_min_interval_s must not be negative")
+        if min(self.viewer_video_queue, self.viewer_audio_queue, self.tap_queue) < 1:
+            raise ValueError("queue sizes must be at least 1")
+        if not self.video_codecs or any(c not in _KNOWN_VIDEO_CODECS for c in self.video_codecs):
+            raise ValueError(f"video_codecs must be a non-empty subset of {_KNOWN_VIDEO_CODECS}")
+        for server in self.ice_servers:
+            if not isinstance(server, IceServer):
+                raise ValueError("ice_servers must hold IceServer values (see IceServer.from_mapping)")

@@ -1,0 +1,60 @@
+"""Trickle ICE fragments (application/trickle-ice-sdpfrag, RFC 8840) as WHIP/WHEP PATCH bodies (RFC 9725)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiortc import RTCIceCandidate
+from aiortc.sdp import candidate_from_sdp
+
+from .errors import InvalidSdp
+
+MAX_FRAGMENT_BYTES = 32 * 1024
+MAX_CANDIDATES = 64
+
+
+@dataclass(slots=True)
+class SdpFragment:
+    ice_ufrag: str | None = None
+    ice_pwd: str | None = None
+    candidates: list[RTCIceCandidate] = field(default_factory=list)
+    end_of_candidates: bool = False
+
+
+def parse_sdpfrag(text: str) -> SdpFragment:
+    """Parse a fragment; candidates get the mid (or m-line index) of the section they appear in."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FRAGMENT_BYTES:
+        raise InvalidSdp("SDP fragment is too large")
+    frag = SdpFragment()
+    mline = -1
+    mid: str | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if len(line) < 2 or line[1] != "=":
+            raise InvalidSdp(f"not an SDP line: {line[:40]!r}")
+        if line.startswith("m="):
+            mline += 1
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line[6:]
+        elif line.startswith("a=ice-ufrag:"):
+            frag.ice_ufrag = line[12:]
+        elif line.startswith("a=ice-pwd:"):
+            frag.ice_pwd = line[10:]
+        elif line == "a=end-of-candidates":
+            frag.end_of_candidates = True
+        elif line.startswith("a=candidate:"):
+            if len(frag.candidates) >= MAX_CANDIDATES:
+                raise InvalidSdp("too many candidates in one fragment")
+            try:
+                candidate = candidate_from_sdp(line[12:])
+            except (ValueError, IndexError) as exc:
+                raise InvalidSdp(f"malformed candidate: {line[:80]!r}") from exc
+            if candidate.protocol.lower() not in ("udp", "tcp"):
+                raise InvalidSdp(f"unknown candidate transport {candidate.protocol!r}")
+            candidate.sdpMid = mid
+            candidate.sdpMLineIndex = max(mline, 0)
+            frag.candidates.append(candidate)
+    return frag
