@@ -31,8 +31,8 @@ class EncodedClip:
 
 
 @functools.cache
-def video_clip(codec: str, count: int = 45) -> EncodedClip:
-    """`count` frames of a moving picture, encoded once; frame 0 is the only keyframe."""
+def video_clip(codec: str, count: int = 45, seed: int = 0) -> EncodedClip:
+    """`count` frames of a moving picture (differing by seed), encoded once; frame 0 is the only keyframe."""
     name = {"VP8": "libvpx", "H264": "libx264"}[codec]
     ctx: Any = av.CodecContext.create(name, "w")
     ctx.width, ctx.height, ctx.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -52,7 +52,7 @@ def video_clip(codec: str, count: int = 45) -> EncodedClip:
         img = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
         img[..., 0] = (xx + i * 4) % 256
         img[..., 1] = (yy + i * 2) % 256
-        img[..., 2] = (xx + yy + i * 8) % 256
+        img[..., 2] = (xx + yy + i * 8 + seed * 64) % 256
         frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
         frame.pts = i
         frame.time_base = fractions.Fraction(1, FPS)
@@ -148,14 +148,16 @@ async def make_offer(pc: RTCPeerConnection) -> str:
     return str(pc.localDescription.sdp)
 
 
-async def publisher_client(video_codec: str | None = "VP8", audio: bool = True) -> tuple[PublisherClient, str]:
+async def publisher_client(
+    video_codec: str | None = "VP8", audio: bool = True, clip_frames: int = 45, seed: int = 0
+) -> tuple[PublisherClient, str]:
     pc = RTCPeerConnection(_config())
     video_track = audio_track = None
     if audio:
         audio_track = ClipTrack("audio", audio_clip(), 50)
         pc.addTransceiver(audio_track, direction="sendonly")
     if video_codec is not None:
-        video_track = ClipTrack("video", video_clip(video_codec), FPS)
+        video_track = ClipTrack("video", video_clip(video_codec, clip_frames, seed), FPS)
         transceiver = pc.addTransceiver(video_track, direction="sendonly")
         caps = [
             c

@@ -1,0 +1,120 @@
+"""Pins of the aiortc 1.16 / aioice internals the tap relies on: an upgrade must fail here, loudly."""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice.ice
+import av
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import depayload
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcicetransport import RTCIceGatherer
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from rtc_server.media import UnsupportedAiortc
+from rtc_server.media.aiortc_tap import (
+    check_aiortc_version,
+    codec_preferences,
+    _original_get_host_addresses,
+    ice_connection,
+    loopback_candidates,
+)
+from tests.media.media_clients import h264_nals, video_clip
+
+
+def test_version_gate() -> None:
+    check_aiortc_version()
+    check_aiortc_version("1.16.3")
+    with pytest.raises(UnsupportedAiortc, match="1.17.0"):
+        check_aiortc_version("1.17.0")
+    with pytest.raises(UnsupportedAiortc):
+        check_aiortc_version("2.0.0")
+
+
+def test_receiver_feeds_depayloaded_packets_to_a_replaceable_jitter_buffer() -> None:
+    source = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "packet._data = depayload(codec, packet.payload)" in source
+    assert "self.__jitter_buffer.add(packet)" in source
+    assert "await self._send_rtcp_pli(packet.ssrc)" in source
+    assert "self.__decoder_queue.put((codec, encoded_frame))" in source
+    init = inspect.getsource(RTCRtpReceiver.__init__)
+    assert "self.__jitter_buffer = JitterBuffer(" in init and "self.__kind = kind" in init
+    assert "self.__nack_generator = NackGenerator()" in init
+    assert inspect.signature(RTCRtpReceiver._send_rtcp_pli).parameters.keys() == {"self", "media_ssrc"}
+    assert "await self._send_rtcp_nack(" in source
+
+
+def test_sender_packs_av_packets_without_encoding_and_exposes_keyframe_and_nack_hooks() -> None:
+    nxt = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "payloads, timestamp = self.__encoder.pack(data)" in nxt
+    assert "if isinstance(data, Frame):" in nxt
+    rtcp = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "self._send_keyframe()" in rtcp and "await self._retransmit(seq)" in rtcp
+    run = inspect.getsource(RTCRtpSender._run_rtp)
+    assert "timestamp = uint32_add(timestamp_origin, enc_frame.timestamp)" in run
+    assert "packet.marker = (i == len(enc_frame.payloads) - 1) and 1 or 0" in run
+
+
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+def test_pack_then_depayload_round_trips_a_frame(codec: str) -> None:
+    frame = video_clip(codec).frames[0]
+    encoder = Vp8Encoder() if codec == "VP8" else H264Encoder()
+    packet = av.Packet(frame)
+    packet.pts = 3000
+    packet.time_base = __import__("fractions").Fraction(1, 90000)
+    payloads, timestamp = encoder.pack(packet)
+    assert timestamp == 3000 and len(payloads) > 1
+    params = RTCRtpCodecParameters(mimeType=f"video/{codec}", clockRate=90000, payloadType=97)
+    rebuilt = b"".join(depayload(params, p) for p in payloads)
+    if codec == "VP8":
+        assert rebuilt == frame
+    else:
+        assert h264_nals(rebuilt) == h264_nals(frame)
+
+
+def test_opus_pack_is_identity() -> None:
+    packet = av.Packet(b"\x78opus-frame")
+    packet.pts = 960
+    packet.time_base = __import__("fractions").Fraction(1, 48000)
+    assert OpusEncoder().pack(packet) == ([b"\x78opus-frame"], 960)
+
+
+def test_aiortc_defaults_to_google_stun_unless_given_an_explicit_list() -> None:
+    assert RTCIceGatherer(iceServers=None)._connection.stun_server == ("stun.l.google.com", 19302)
+    assert RTCIceGatherer(iceServers=[])._connection.stun_server is None
+
+
+async def test_aioice_skips_loopback_unless_asked() -> None:
+    gather = inspect.getsource(aioice.ice.Connection.gather_candidates)
+    assert "addresses = get_host_addresses(" in gather
+    assert 'ip.ip != "127.0.0.1"' in inspect.getsource(_original_get_host_addresses)
+    assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False), "only inside the context"
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        assert "127.0.0.1" not in pc.localDescription.sdp
+    finally:
+        await pc.close()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver("audio", direction="recvonly")
+        with loopback_candidates():
+            await pc.setLocalDescription(await pc.createOffer())
+        assert " 127.0.0.1 " in pc.localDescription.sdp
+        hosts = {c.host for c in ice_connection(transceiver).local_candidates}
+        assert "127.0.0.1" in hosts
+    finally:
+        await pc.close()
+
+
+def test_h264_preference_is_constrained_baseline_packetization_mode_1() -> None:
+    prefs = codec_preferences("video", ("H264",))
+    h264 = [c for c in prefs if c.name == "H264"]
+    assert len(h264) == 1
+    assert h264[0].parameters["profile-level-id"] == "42e01f"
+    assert h264[0].parameters["packetization-mode"] == "1"
