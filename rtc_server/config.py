@@ -102,7 +102,6 @@ class Config:
 
 
 _POSITIVE = {
-    "server.port",
     "server.shutdown_timeout_s",
     "auth.token_ttl_s",
     "auth.invite_ttl_s",
@@ -239,8 +238,8 @@ def validate(config: Config) -> None:
         section, key = dotted.split(".")
         if getattr(getattr(config, section), key) <= 0:
             raise ConfigError(dotted, "must be positive")
-    if config.server.port > 65535:
-        raise ConfigError("server.port", "must be at most 65535")
+    if not 0 <= config.server.port <= 65535:
+        raise ConfigError("server.port", "must be from 0 (any free port) to 65535")
     if config.log.level not in _LOG_LEVELS:
         raise ConfigError("log.level", f"must be one of {sorted(_LOG_LEVELS)}")
     for i, origin in enumerate(config.http.cors_origins):

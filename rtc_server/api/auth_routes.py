@@ -7,7 +7,7 @@ from aiohttp import web
 from rtc_server.accounts import Principal
 from rtc_server.api.validation import Fields, bearer_token, read_json_object
 from rtc_server.appkeys import SERVICES
-from rtc_server.errors import ApiError, Unauthorized
+from rtc_server.errors import ApiError
 from rtc_server.models import iso
 
 routes = web.RouteTableDef()
@@ -28,9 +28,7 @@ async def login(request: web.Request) -> web.Response:
     fields = Fields(await read_json_object(request))
     fields.reject_unknown("username", "password")
     username = fields.required_string("username", max_len=64)
-    password = fields.string("password", max_len=1024)
-    if password is None:
-        raise Unauthorized("Wrong username or password.", code="invalid_credentials")
+    password = fields.required_string("password", max_len=1024)
     try:
         token, expires_at = await services.accounts.login(username, password, client_address(request))
     except ApiError as exc:
