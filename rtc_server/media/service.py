@@ -313,7 +313,8 @@ class MediaService:
         await peer.close()
         if session is not None:
             for key, slot in list(session.slots.items()):
-                if slot.idle:
+                # Concurrent closes (end_session) may race here: whoever pops the slot closes it.
+                if slot.idle and session.slots.get(key) is slot:
                     del session.slots[key]
                     await slot.close()
             if session.empty and self._sessions.get(peer.session_id) is session:

@@ -50,7 +50,7 @@ def parse_sdpfrag(text: str) -> SdpFragment:
                 raise InvalidSdp("too many candidates in one fragment")
             try:
                 candidate = candidate_from_sdp(line[12:])
-            except (ValueError, IndexError) as exc:
+            except Exception as exc:  # aiortc asserts, raises ValueError or IndexError on bad input
                 raise InvalidSdp(f"malformed candidate: {line[:80]!r}") from exc
             if candidate.protocol.lower() not in ("udp", "tcp"):
                 raise InvalidSdp(f"unknown candidate transport {candidate.protocol!r}")
