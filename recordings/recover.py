@@ -23,6 +23,7 @@ from .journal import Journal, read_journal
 from .manifest import ManifestSigner, build_manifest, parse_manifest, write_manifest
 from .model import CONTAINERS, MANIFEST_NAME, DroppedSegment, SegmentEntry
 from .sealing import release_reserve, seal_segment, segment_name
+from .segment_writer import TAG_INDEX, TAG_MEDIA_START
 
 _LEFTOVER = re.compile(r"^seg_(\d{6})(\.webm|\.mkv)(\.part)?$")
 
@@ -47,7 +48,6 @@ def recover(track_dir: Path, signer: ManifestSigner, *, fsync: bool = True) -> R
             return RecoveryReport(track_dir, True, len(state.segments), [], [], manifest)
     if state.track is None:
         raise NotARecordingError(f"{track_dir} has no recording journal")
-    extension = CONTAINERS[state.track["codec"]][1]
     journaled = {entry.file for entry in state.segments}
     leftovers = sorted(
         (int(m.group(1)), p)
@@ -62,7 +62,8 @@ def recover(track_dir: Path, signer: ManifestSigner, *, fsync: bool = True) -> R
     try:
         for _, path in leftovers:
             index = len(segments)
-            entry = _salvage(path, track_dir, state.track, index, extension, journal, chain, fsync)
+            after_us = segments[-1].media_end_us if segments else 0
+            entry = _salvage(path, track_dir, state.track, index, after_us, journal, chain, fsync)
             if entry is None:
                 dropped.append(_drop(path, "could not be remuxed"))
                 continue
@@ -90,20 +91,24 @@ def _salvage(
     track_dir: Path,
     track: dict[str, Any],
     index: int,
-    extension: str,
+    after_us: int,
     journal: Journal,
     chain: bytes,
     fsync: bool,
 ) -> SegmentEntry | None:
     """Copy every intact packet of `source` into a fresh segment; None if there is none."""
+    fmt, extension = CONTAINERS[track["codec"]]
     tmp = track_dir / (segment_name(index, extension) + ".recovering")
-    fmt = CONTAINERS[track["codec"]][0]
     frames = 0
     start = end = 0
     try:
         with av.open(str(source), "r") as inp:
             in_stream = inp.streams[0]
+            # The header (written first, so it survives a crash) says where the segment starts.
+            base_us = int(inp.metadata.get(TAG_MEDIA_START, after_us))
             with av.open(str(tmp), "w", format=fmt) as out:
+                out.metadata.update({k: v for k, v in inp.metadata.items() if k.startswith("RTC_")})
+                out.metadata[TAG_INDEX] = str(index)
                 out_stream = out.add_stream_from_template(in_stream)
                 demux = inp.demux(in_stream)
                 while True:
@@ -118,15 +123,15 @@ def _salvage(
                     if frames == 0 and not packet.is_keyframe:
                         break
                     tb = packet.time_base
-                    packet_start = int(packet.pts * tb * 1_000_000)
-                    packet_end = int((packet.pts + (packet.duration or 0)) * tb * 1_000_000)
+                    packet_start = base_us + int(packet.pts * tb * 1_000_000)
+                    packet_end = base_us + int((packet.pts + (packet.duration or 0)) * tb * 1_000_000)
                     if frames == 0:
                         start = packet_start
                     end = max(end, packet_end)
                     packet.stream = out_stream
                     out.mux(packet)
                     frames += 1
-    except (av.error.FFmpegError, OSError, IndexError):
+    except (av.error.FFmpegError, OSError, IndexError, ValueError):
         frames = 0
     if frames == 0:
         tmp.unlink(missing_ok=True)

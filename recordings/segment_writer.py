@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 OpenFile = Callable[[Path], IO[bytes]]
 _MUX_CODEC = {"vp8": "vp8", "h264": "h264"}
+TAG_TRACK = "RTC_TRACK_ID"
+TAG_INDEX = "RTC_SEGMENT_INDEX"
+TAG_CLOCK_BASE = "RTC_CLOCK_BASE_US"
+TAG_MEDIA_START = "RTC_MEDIA_START_US"
 
 
 def _open_file(path: Path) -> IO[bytes]:
@@ -238,8 +242,10 @@ class SegmentWriter:
         packet = av.Packet(data)
         packet.stream = segment.stream
         packet.time_base = self._time_base
-        packet.pts = ticks
-        packet.dts = ticks
+        # Segment-relative times play the same in every player; the segment's place on the
+        # participant's clock is in its tags and in the chained metadata.
+        packet.pts = ticks - segment.start_ticks
+        packet.dts = packet.pts
         packet.duration = duration
         packet.is_keyframe = frame.keyframe or not video
         segment.container.mux(packet)
@@ -271,6 +277,14 @@ class SegmentWriter:
                 "w",
                 format=self.track.container_format,
                 container_options={"cluster_time_limit": str(self.config.cluster_time_limit_ms)},
+            )
+            container.metadata.update(
+                {
+                    TAG_TRACK: self.track.track_id,
+                    TAG_INDEX: str(index),
+                    TAG_CLOCK_BASE: str(round(self.track.clock_base * 1_000_000)),
+                    TAG_MEDIA_START: str(self._us(ticks)),
+                }
             )
             if self.track.kind == "video":
                 assert self._size is not None

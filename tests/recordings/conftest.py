@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from rec_media import AUDIO_RATE, VIDEO_RATE, as_frames, audio_packets, video_packets  # noqa: E402
+
+from recordings import ManifestSigner, RecorderConfig, SegmentWriter, TrackInfo  # noqa: E402
+
+Packets = list[tuple[bytes, int, bool]]
+CLOCK_BASE = 1_700_000_000.0
+
+
+@pytest.fixture(scope="session")
+def vp8_packets() -> Packets:
+    return video_packets("vp8", seconds=3.0)
+
+
+@pytest.fixture(scope="session")
+def h264_packets() -> Packets:
+    return video_packets("h264", seconds=3.0)
+
+
+@pytest.fixture(scope="session")
+def opus_packets() -> Packets:
+    return audio_packets(seconds=3.0, beep_at=1.0)
+
+
+@pytest.fixture(scope="session")
+def server_key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def signer(server_key: ed25519.Ed25519PrivateKey) -> ManifestSigner:
+    return ManifestSigner(server_key)
+
+
+@pytest.fixture
+def ecdsa_signer() -> ManifestSigner:
+    return ManifestSigner(ec.generate_private_key(ec.SECP256R1()))
+
+
+def record(
+    track_dir: Path,
+    codec: str,
+    packets: Packets,
+    signer: ManifestSigner,
+    *,
+    segment_s: float = 1.0,
+    track_id: str | None = None,
+    wall_start: float = CLOCK_BASE + 1.0,
+) -> SegmentWriter:
+    rate = VIDEO_RATE if codec != "opus" else AUDIO_RATE
+    writer = SegmentWriter(
+        track_dir,
+        TrackInfo(track_id or codec, codec, clock_base=CLOCK_BASE, participant="p1"),
+        signer,
+        RecorderConfig(segment_duration_s=segment_s, reserve_bytes=4096),
+    )
+    for frame in as_frames(packets, rate, wall_start):
+        writer.write(frame)
+    writer.close()
+    return writer
+
+
+@pytest.fixture(scope="session")
+def recorded_master(
+    tmp_path_factory: pytest.TempPathFactory,
+    vp8_packets: Packets,
+    opus_packets: Packets,
+    server_key: ed25519.Ed25519PrivateKey,
+) -> Path:
+    """One participant, VP8 video + Opus audio, 1 s segments; copied per test by `recording`."""
+    root = tmp_path_factory.mktemp("master") / "rec"
+    signer = ManifestSigner(server_key)
+    record(root / "video", "vp8", vp8_packets, signer)
+    record(root / "audio", "opus", opus_packets, signer)
+    return root
+
+
+@pytest.fixture
+def recording(recorded_master: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "rec"
+    shutil.copytree(recorded_master, target)
+    return target
+
+
+@pytest.fixture
+def run_ffmpeg_check() -> Callable[[Path], str]:
+    import subprocess
+
+    def check(path: Path) -> str:
+        done = subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return done.stderr + ("" if done.returncode == 0 else f"exit {done.returncode}")
+
+    return check
