@@ -8,6 +8,7 @@ import fractions
 import functools
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,7 +178,7 @@ class ReceivedFrame:
     at: float
 
 
-class RecordingQueue(queue.Queue):  # type: ignore[type-arg]
+class RecordingQueue(queue.Queue[Any]):
     """Replaces aiortc's decoder queue: records each complete encoded frame and decodes nothing."""
 
     def __init__(self, sink: list[ReceivedFrame], event: asyncio.Event) -> None:
@@ -200,13 +201,13 @@ class ViewerClient:
     frames: dict[str, list[ReceivedFrame]] = field(default_factory=dict)
     events: dict[str, asyncio.Event] = field(default_factory=dict)
 
-    async def wait_frames(self, kind: str, count: int, timeout: float = 10.0) -> list[ReceivedFrame]:
+    async def wait_frames(self, kind: str, count: int, within: float = 10.0) -> list[ReceivedFrame]:
         async def wait() -> None:
             while len(self.frames[kind]) < count:
                 self.events[kind].clear()
                 await self.events[kind].wait()
 
-        await asyncio.wait_for(wait(), timeout)
+        await asyncio.wait_for(wait(), within)
         return self.frames[kind]
 
     async def close(self) -> None:
@@ -238,3 +239,13 @@ def h264_nals(annexb: bytes) -> list[bytes]:
 def is_ordered_subsequence(received: list[bytes], sent: list[bytes]) -> bool:
     it = iter(sent)
     return all(any(r == s for s in it) for r in received)
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 5.0, step: float = 0.05) -> float:
+    """Poll `predicate` (state owned by aiortc has no event to await); returns the seconds it took."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > within:
+            raise TimeoutError(f"condition not met within {within} s")
+        await asyncio.sleep(step)
+    return time.monotonic() - start

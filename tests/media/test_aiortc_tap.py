@@ -17,9 +17,9 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from rtc_server.media import UnsupportedAiortc
 from rtc_server.media.aiortc_tap import (
+    _original_get_host_addresses,
     check_aiortc_version,
     codec_preferences,
-    _original_get_host_addresses,
     ice_connection,
     loopback_candidates,
 )
@@ -29,7 +29,7 @@ from tests.media.media_clients import h264_nals, video_clip
 def test_version_gate() -> None:
     check_aiortc_version()
     check_aiortc_version("1.16.3")
-    with pytest.raises(UnsupportedAiortc, match="1.17.0"):
+    with pytest.raises(UnsupportedAiortc, match=r"1\.17\.0"):
         check_aiortc_version("1.17.0")
     with pytest.raises(UnsupportedAiortc):
         check_aiortc_version("2.0.0")

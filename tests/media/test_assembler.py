@@ -89,7 +89,7 @@ def test_duplicates_and_late_packets_are_ignored() -> None:
     out, _ = feed(asm, f0 + f0)
     assert out == [key]
     d1 = VP8_DELTA + b"b" * 30
-    out, _ = feed(asm, vp8_frame(3, 3000, d1) + [f0[1]])
+    out, _ = feed(asm, [*vp8_frame(3, 3000, d1), f0[1]])
     assert out == [d1]
 
 

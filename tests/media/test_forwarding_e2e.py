@@ -14,6 +14,7 @@ from tests.media.media_clients import (
     is_ordered_subsequence,
     publisher_client,
     viewer_client,
+    wait_until,
 )
 
 
@@ -72,14 +73,14 @@ async def test_late_viewer_gets_a_keyframe_within_one_second(media: MediaService
     await answer(pub.pc, handle.answer_sdp)
     assert pub.video is not None
     try:
-        while len(pub.video.sent) < 45:  # publisher well into its clip, past the first keyframe
-            await asyncio.sleep(0.05)
+        video_track = pub.video
+        await wait_until(lambda: len(video_track.sent) >= 45)  # well past the first keyframe
         requests_before = len(pub.video.keyframe_requests)
         viewer, voffer = await viewer_client(("video",))
         joined = loop_time()
         vhandle = await media.subscribe("s1", "late", voffer)
         await answer(viewer.pc, vhandle.answer_sdp)
-        video = await viewer.wait_frames("video", 1, timeout=3.0)
+        video = await viewer.wait_frames("video", 1, within=3.0)
         assert video[0].at - joined < 1.0, f"first picture after {video[0].at - joined:.2f} s"
         assert is_keyframe("VP8", video[0].data)
         assert len(pub.video.keyframe_requests) > requests_before, "a PLI must reach the publisher"

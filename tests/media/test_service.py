@@ -21,12 +21,25 @@ from rtc_server.media import (
     UnknownResource,
 )
 from rtc_server.media.aiortc_tap import ice_connection
-from tests.media.media_clients import answer, publisher_client, viewer_client
+from tests.media.media_clients import (
+    PublisherClient,
+    ViewerClient,
+    answer,
+    publisher_client,
+    viewer_client,
+    wait_until,
+)
 
 
 @pytest.mark.parametrize(
     "garbage",
-    ["", "hello", "v=0\r\n", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video x y\r\n", "\x00" * 100],
+    [
+        "",
+        "hello",
+        "v=0\r\n",
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video x y\r\n",
+        "\x00" * 100,
+    ],
 )
 async def test_garbage_sdp_is_invalid(media: MediaService, garbage: str) -> None:
     with pytest.raises(InvalidSdp):
@@ -44,7 +57,7 @@ async def test_offer_of_the_wrong_direction_is_invalid(media: MediaService) -> N
             await media.subscribe("s1", "officer", offer)
         with pytest.raises(InvalidSdp, match="direction"):
             await media.publish("s1", "staff", voffer)
-        with pytest.raises(InvalidSdp, match="fingerprint|credentials|unparsable"):
+        with pytest.raises(InvalidSdp, match=r"fingerprint|credentials|unparsable"):
             await media.publish("s1", "staff", re.sub(r"a=fingerprint:.*\r\n", "", offer))
         assert media.peer_count == 0
     finally:
@@ -65,7 +78,7 @@ async def test_offer_without_a_usable_codec_is_invalid(media: MediaService) -> N
 
 async def test_capacity_is_enforced_and_freed() -> None:
     media = MediaService(MediaSettings(max_peers=2))
-    clients = []
+    clients: list[PublisherClient | ViewerClient] = []
     try:
         handles = []
         for i in range(2):
@@ -113,7 +126,10 @@ async def test_trickle_etag_restart_and_candidates(media: MediaService) -> None:
         ufrag = re.search(r"a=ice-ufrag:(\S+)", offer)
         pwd = re.search(r"a=ice-pwd:(\S+)", offer)
         assert ufrag and pwd
-        head = f"a=ice-ufrag:{ufrag.group(1)}\r\na=ice-pwd:{pwd.group(1)}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
+        head = (
+            f"a=ice-ufrag:{ufrag.group(1)}\r\na=ice-pwd:{pwd.group(1)}\r\n"
+            "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
+        )
         bogus = head + "a=candidate:1 1 udp 2130706431 192.0.2.77 50000 typ host\r\n"
         with pytest.raises(StaleETag):
             await media.add_ice_candidates(handle.resource_id, bogus, '"something-else"')
@@ -136,10 +152,7 @@ async def test_trickle_etag_restart_and_candidates(media: MediaService) -> None:
         real = "m=video 9 UDP/TLS/RTP/SAVPF 97\r\na=mid:1\r\n" + "".join(c + "\r\n" for c in candidates)
         await media.add_ice_candidates(handle.resource_id, real + "a=end-of-candidates\r\n", handle.etag)
         await answer(pub.pc, handle.answer_sdp)
-        deadline = time.monotonic() + 10
-        while peer.pc.connectionState != "connected" and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert peer.pc.connectionState == "connected"
+        await wait_until(lambda: peer.pc.connectionState == "connected", within=10)
     finally:
         await pub.close()
 
@@ -157,7 +170,9 @@ async def test_no_stun_server_unless_configured_and_only_host_candidates(media: 
     finally:
         await pub.close()
     configured = MediaService(
-        MediaSettings(ice_servers=(IceServer(urls=("stun:stun.example.test:3478",)),), loopback_candidates=False)
+        MediaSettings(
+            ice_servers=(IceServer(urls=("stun:stun.example.test:3478",)),), loopback_candidates=False
+        )
     )
     try:
         peer_cls = __import__("rtc_server.media.peers", fromlist=["PublisherPeer"]).PublisherPeer
@@ -170,10 +185,18 @@ async def test_no_stun_server_unless_configured_and_only_host_candidates(media: 
 
 
 def test_ice_server_settings_are_validated() -> None:
-    server = IceServer.from_mapping({"urls": ["turn:turn.example.test:3478"], "username": "u", "credential": "c"})
+    server = IceServer.from_mapping(
+        {"urls": ["turn:turn.example.test:3478"], "username": "u", "credential": "c"}
+    )
     assert server.urls == ("turn:turn.example.test:3478",) and server.username == "u"
     assert IceServer.from_mapping({"urls": "stun:a.test"}).urls == ("stun:a.test",)
-    for bad in ({"urls": "http://x"}, {"urls": []}, {"url": "stun:a"}, {"urls": "stun:a", "username": 3}):
+    bads: list[dict[str, object]] = [
+        {"urls": "http://x"},
+        {"urls": []},
+        {"url": "stun:a"},
+        {"urls": "stun:a", "username": 3},
+    ]
+    for bad in bads:
         with pytest.raises(ValueError):
             IceServer.from_mapping(bad)
     with pytest.raises(ValueError):
@@ -214,17 +237,12 @@ async def test_publisher_that_stops_sending_is_closed_and_liveness_reported() ->
         assert media.last_video_frame_at("s1", "staff") is None
         handle = await media.publish("s1", "staff", offer)
         await answer(pub.pc, handle.answer_sdp)
-        deadline = time.monotonic() + 5
-        while not media.is_live("s1", "staff") and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: media.is_live("s1", "staff"))
         last = media.last_video_frame_at("s1", "staff")
         assert last is not None and time.time() - last < 2.0
         assert pub.video is not None and pub.audio is not None
         pub.video.paused = pub.audio.paused = True
-        stopped = time.monotonic()
-        while media.has_resource(handle.resource_id) and time.monotonic() - stopped < 5:
-            await asyncio.sleep(0.05)
-        noticed = time.monotonic() - stopped
+        noticed = await wait_until(lambda: not media.has_resource(handle.resource_id))
         assert not media.has_resource(handle.resource_id)
         assert noticed < 3.0, noticed
         assert [e.reason for e in events] == ["no_media"] and events[0].role == "publisher"
@@ -260,7 +278,7 @@ async def test_encoded_frame_tap_sees_frames_across_republish(media: MediaServic
 
 
 async def test_end_session_closes_its_peers_only(media: MediaService) -> None:
-    clients = []
+    clients: list[PublisherClient | ViewerClient] = []
     try:
         for session in ("a", "b"):
             pub, offer = await publisher_client("VP8", audio=False)

@@ -1,0 +1,91 @@
+"""ForwardTrack queues: bounded, drop-oldest, keyframe resync for video, continuous timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from rtc_server.media.forwarding import ForwardTrack, TrackSlot
+from rtc_server.media.frames import EncodedFrame
+from rtc_server.media.stats import MediaCounters
+
+
+def frame(ts: int, key: bool, codec: str = "VP8", at: float = 0.0, data: bytes = b"x") -> EncodedFrame:
+    return EncodedFrame(data, ts, key, codec, 90000 if codec != "opus" else 48000, at, 1000.0 + at)
+
+
+def video_track(counters: MediaCounters, size: int = 4) -> ForwardTrack:
+    track = ForwardTrack("video", size, counters)
+    track.set_codec("VP8", 90000)
+    return track
+
+
+async def test_video_starts_on_a_keyframe_and_skips_other_codecs() -> None:
+    counters = MediaCounters()
+    track = video_track(counters)
+    track.push(frame(0, False))
+    track.push(frame(1, True, codec="H264"))
+    assert track._queue == deque_of()
+    assert counters.frames_dropped == 1 and counters.frames_codec_mismatch == 1
+    track.push(frame(3000, True, data=b"key"))
+    packet = await track.recv()
+    assert bytes(packet) == b"key" and packet.pts == 0
+
+
+async def test_slow_video_viewer_drops_to_the_next_keyframe_never_queues_more() -> None:
+    counters = MediaCounters()
+    slot = TrackSlot("video", counters, 0.5)
+    track = video_track(counters, size=4)
+    slot.add_viewer(track)
+    track.push(frame(0, True))
+    for i in range(1, 10):
+        track.push(frame(i * 3000, False))
+        assert len(track._queue) <= 4
+    assert track.need_keyframe and counters.keyframes_requested >= 2
+    track.push(frame(99_000, False))
+    assert len(track._queue) == 0
+    track.push(frame(102_000, True, data=b"k2"))
+    assert bytes(await track.recv()) == b"k2"
+    await slot.close()
+
+
+async def test_slow_audio_viewer_drops_oldest() -> None:
+    counters = MediaCounters()
+    track = ForwardTrack("audio", 3, counters)
+    track.set_codec("opus", 48000)
+    for i in range(10):
+        track.push(frame(i * 960, True, codec="opus", data=bytes([i])))
+    assert [f.data for f in track._queue] == [b"\x07", b"\x08", b"\x09"]
+    assert counters.frames_dropped == 7
+
+
+async def test_timestamps_stay_continuous_across_a_source_change() -> None:
+    counters = MediaCounters()
+    track = video_track(counters)
+    track.push(frame(1_000_000, True, at=10.0))
+    track.push(frame(1_003_000, False, at=10.033))
+    assert (await track.recv()).pts == 0
+    assert (await track.recv()).pts == 3000
+    track.source_changed()  # new publisher, unrelated RTP timestamps
+    track.push(frame(7, False, at=10.5))
+    track.push(frame(9, True, at=10.6))
+    pts = (await track.recv()).pts
+    assert pts is not None and abs(pts - (3000 + 0.567 * 90000)) <= 1, "gap follows wall-clock time"
+    assert counters.frames_forwarded == 2  # the third is still in flight
+
+
+async def test_recv_ends_when_the_track_stops() -> None:
+    track = video_track(MediaCounters())
+    waiter = asyncio.create_task(track.recv())
+    await asyncio.sleep(0)
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await waiter
+
+
+def deque_of() -> object:
+    from collections import deque
+
+    return deque()
