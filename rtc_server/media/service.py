@@ -93,10 +93,11 @@ class MediaService:
         publisher; viewers already watching it switch to the new one without renegotiation."""
         self._check_open(session_id)
         with self._reservation():
-            session = self._sessions.setdefault(session_id, _SessionMedia())
-            previous = session.publishers.get(participant_id)
+            previous = self._sessions.get(session_id, _SessionMedia()).publishers.get(participant_id)
             if previous is not None:
                 await self._close_peer(previous, "replaced")
+            # Looked up after the close: closing the last peer of a session drops its record.
+            session = self._sessions.setdefault(session_id, _SessionMedia())
             peer = PublisherPeer(session_id, participant_id, self.settings, self.counters, self._peer_failed)
             self._peers[peer.resource_id] = peer
 

@@ -295,3 +295,28 @@ async def test_end_session_closes_its_peers_only(media: MediaService) -> None:
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_republish_with_nobody_watching_then_a_viewer_joins(media: MediaService) -> None:
+    events: list[PeerEvent] = []
+    media._on_peer_closed = events.append
+    pub1, offer1 = await publisher_client("VP8", audio=False, seed=1)
+    pub2, offer2 = await publisher_client("VP8", audio=False, seed=2)
+    viewer, voffer = await viewer_client(("video",))
+    try:
+        h1 = await media.publish("s1", "staff", offer1)
+        await answer(pub1.pc, h1.answer_sdp)
+        h2 = await media.publish("s1", "staff", offer2)
+        await answer(pub2.pc, h2.answer_sdp)
+        assert [(e.resource_id, e.reason) for e in events] == [(h1.resource_id, "replaced")]
+        assert (
+            media.peer_count == 1 and media._sessions["s1"].publishers["staff"].resource_id == h2.resource_id
+        )
+        vhandle = await media.subscribe("s1", "officer", voffer)
+        await answer(viewer.pc, vhandle.answer_sdp)
+        video = await viewer.wait_frames("video", 5)
+        assert pub2.video is not None
+        assert all(f.data in set(pub2.video.sent) for f in video)
+    finally:
+        for client in (viewer, pub1, pub2):
+            await client.close()
