@@ -31,7 +31,7 @@ from .bitstream import (
 )
 from .chain import GENESIS
 from .errors import RecordingError, RecordingWriteError, StorageFullError
-from .journal import JOURNAL_FORMAT, Journal
+from .journal import JOURNAL_FORMAT, Journal, read_journal
 from .manifest import ManifestSigner, build_manifest, write_manifest
 from .model import JOURNAL_NAME, MANIFEST_NAME, EncodedFrame, RecorderConfig, SegmentEntry, TrackInfo
 from .sealing import make_reserve, release_reserve, seal_segment, segment_name
@@ -110,7 +110,10 @@ class SegmentWriter:
         self._next_index = 0
         self._chain = GENESIS
         self._header_written = False
-        self.segments: list[SegmentEntry] = []
+        # Entries live in the journal, not in memory: a long recording must not grow the heap.
+        self.segment_count = 0
+        self.last_segment: SegmentEntry | None = None
+        self._sealed_now: list[SegmentEntry] = []
         self.dropped_frames = 0
         self.bytes_written = 0
         self.error: RecordingError | None = None
@@ -128,13 +131,13 @@ class SegmentWriter:
             raise self.error
         if self.manifest is not None:
             raise RecordingError("writer is closed")
-        sealed_before = len(self.segments)
+        self._sealed_now = []
         try:
             self._accept(frame)
         except (OSError, av.error.FFmpegError) as exc:
             self._fail(self._classify(exc))
             raise self.error from exc  # type: ignore[misc]
-        return self.segments[sealed_before:]
+        return self._sealed_now
 
     def close(self, reason: str = "closed") -> dict[str, Any]:
         """Seal the open segment, then write and sign the manifest. Idempotent."""
@@ -142,6 +145,7 @@ class SegmentWriter:
             return self.manifest
         if self.error is not None:
             raise self.error
+        self._sealed_now = []
         try:
             if self._held is not None:
                 held, self._held = self._held, None
@@ -161,6 +165,15 @@ class SegmentWriter:
                 self._segment.stream_file.close()
             self._segment = None
         self._journal.close()
+
+    @property
+    def segments(self) -> list[SegmentEntry]:
+        """Every sealed segment, read back from the journal."""
+        return read_journal(self.track_dir).segments
+
+    @property
+    def sealed_in_last_call(self) -> list[SegmentEntry]:
+        return list(self._sealed_now)
 
     @property
     def track_json(self) -> dict[str, Any]:
@@ -335,7 +348,9 @@ class SegmentWriter:
         )
         self._chain = bytes.fromhex(entry.chain)
         self._next_index += 1
-        self.segments.append(entry)
+        self.segment_count += 1
+        self.last_segment = entry
+        self._sealed_now.append(entry)
         self.bytes_written += entry.size
 
     def _us(self, ticks: int) -> int:

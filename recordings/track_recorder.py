@@ -83,7 +83,8 @@ class TrackRecorder:
         self.error: RecordingError | None = None
         self.dropped_frames = 0
         self.bytes_written = 0
-        self.segments: list[SegmentEntry] = []
+        self.segment_count = 0
+        self.last_segment: SegmentEntry | None = None
         self._thread = threading.Thread(target=self._run, name=f"rec-{track.track_id}", daemon=True)
         self._thread.start()
 
@@ -132,9 +133,8 @@ class TrackRecorder:
                 assert isinstance(item, EncodedFrame)
                 for entry in writer.write(item):
                     self._sealed(entry, writer)
-            before = len(writer.segments)
             manifest = writer.close()
-            for entry in writer.segments[before:]:
+            for entry in writer.sealed_in_last_call:
                 self._sealed(entry, writer)
         except RecordingError as exc:
             manifest = writer.manifest if writer is not None else None
@@ -146,7 +146,8 @@ class TrackRecorder:
 
     def _sealed(self, entry: SegmentEntry, writer: SegmentWriter) -> None:
         def apply() -> None:
-            self.segments.append(entry)
+            self.segment_count += 1
+            self.last_segment = entry
             self.bytes_written = writer.bytes_written
             self._emit(SegmentSealed(self.track.track_id, entry))
 

@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from rec_media import AUDIO_RATE, VIDEO_RATE, as_frames, audio_packets, video_packets  # noqa: E402
+from rec_media import AUDIO_RATE, VIDEO_RATE, as_frames, audio_packets, video_packets
 
-from recordings import ManifestSigner, RecorderConfig, SegmentWriter, TrackInfo  # noqa: E402
+from recordings import ManifestSigner, RecorderConfig, SegmentWriter, TrackInfo
 
 Packets = list[tuple[bytes, int, bool]]
 CLOCK_BASE = 1_700_000_000.0

@@ -111,8 +111,8 @@ def test_rehashed_tampering_still_fails_the_signature(
     recording: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An attacker who re-hashes a changed segment and rebuilds the chain cannot re-sign."""
-    from recordings.model import SegmentEntry
     from recordings.chain import GENESIS, chain_link, hash_file
+    from recordings.model import SegmentEntry
 
     seg = recording / VIDEO_SEG_1
     seg.write_bytes(seg.read_bytes()[:-10] + bytes(10))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from collections.abc import Callable
@@ -68,7 +69,7 @@ def test_segments_play_and_start_on_keyframes(
     assert len(entries) == (4 if codec == "opus" else 3), [e.file for e in entries]
     assert writer.dropped_frames == 0
     assert sum(e.frames for e in entries) == len(packets)
-    for previous, entry in zip(entries, entries[1:], strict=False):
+    for previous, entry in itertools.pairwise(entries):
         # One clock across segments: each starts where the previous one ended.
         assert abs(entry.media_start_us - previous.media_end_us) <= 1000
     for entry in entries:
