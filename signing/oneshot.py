@@ -30,8 +30,11 @@ class SignerIdentity:
 
 
 def id_number_hash(id_number: str, salt: bytes) -> str:
-    """Salted SHA-256 of the normalised ID number: provable with the salt, not readable without."""
-    normalised = "".join(id_number.split()).upper().encode()
+    """Salted SHA-256 of the ID number: provable with the salt, not readable without.
+
+    Normalised to its letters and digits, upper case: "12.345.678-z" and "12345678Z" are one ID.
+    """
+    normalised = "".join(ch for ch in id_number if ch.isalnum()).upper().encode()
     return hashlib.sha256(salt + normalised).hexdigest()
 
 

@@ -37,7 +37,19 @@ def _rejection(fail_info: str, text: str) -> bytes:
             "fail_info": tsp.PKIFailureInfo({fail_info}),
         }
     )
-    return bytes(tsp.TimeStampResp({"status": status}).dump())
+    # asn1crypto's TimeStampResp marks timeStampToken as mandatory; RFC 3161 has it OPTIONAL
+    # and absent on rejection, so the one-field SEQUENCE is encoded by hand.
+    return _der_sequence(status.dump())
+
+
+def _der_sequence(content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        length = bytes([n])
+    else:
+        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        length = bytes([0x80 | len(raw)]) + raw
+    return b"\x30" + length + content
 
 
 class LocalTsa:
