@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -31,10 +32,13 @@ from .errors import ManifestError
 from .journal import fsync_dir
 from .model import MANIFEST_FORMAT, MANIFEST_NAME, DroppedSegment, SegmentEntry
 
+log = logging.getLogger(__name__)
+
 SigningKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 VerifyKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 # Given the 32-byte chain head (used as the SHA-256 message imprint), returns a DER
-# TimeStampToken (CMS ContentInfo) from an RFC 3161 TSA.
+# TimeStampToken (CMS ContentInfo) from an RFC 3161 TSA. Called on the writer's thread, so it
+# may block (HTTP to the TSA); if it raises, the manifest is sealed without a token.
 Timestamper = Callable[[bytes], bytes]
 
 
@@ -124,7 +128,13 @@ def build_manifest(
         "certificates": signer.certificates_pem(),
     }
     signature = signer.sign(canonical_json(signed))
-    token = signer.timestamper(head) if signer.timestamper is not None else None
+    token = None
+    if signer.timestamper is not None:
+        try:
+            token = signer.timestamper(head)
+        except Exception as exc:
+            # A TSA outage must not leave a recording unsealed; the manifest says it is unstamped.
+            log.warning("chain head not timestamped: %s", exc)
     return {
         "signed": signed,
         "signature": {"alg": key_json["alg"], "value": base64.b64encode(signature).decode()},

@@ -273,6 +273,18 @@ def test_timestamp_token_over_chain_head(
     assert "timestamp token does not cover the chain head" in result.message
 
 
+def test_tsa_outage_still_seals_without_token(
+    tmp_path: Path, vp8_packets: Packets, server_key: ed25519.Ed25519PrivateKey
+) -> None:
+    def down(head: bytes) -> bytes:
+        raise ConnectionError("TSA unreachable")
+
+    record(tmp_path / "v", "vp8", vp8_packets[:40], ManifestSigner(server_key, timestamper=down))
+    assert json.loads((tmp_path / "v/manifest.json").read_bytes())["timestamp_token"] is None
+    result = verify_recording(tmp_path / "v")
+    assert result.exit_code == 0 and not result.tracks[0].timestamped
+
+
 def test_garbage_timestamp_token(recording: Path) -> None:
     path = recording / "audio/manifest.json"
     manifest = json.loads(path.read_bytes())
