@@ -23,9 +23,17 @@ from .tsa import GuardedTimeStamper, HttpTsaConfig, LocalTimeStamper, LocalTsa, 
 from .validate import ValidationReport, validate_pdf
 
 
+BANK_ISSUING_CRL = "bank-issuing"
+
+
 @dataclass(frozen=True)
 class SigningConfig:
-    """``crl_base_url``: where this server serves CRLs, e.g. https://host:8443/api/v1/pki/crl."""
+    """``crl_base_url``: where this server serves CRLs, e.g. https://host:8443/api/v1/pki/crl.
+
+    The dev PKI publishes ``root.crl`` and ``issuing.crl`` there; a configured (production)
+    issuing CA publishes ``bank-issuing.crl``, a distinct name so both can coexist when only
+    some material is configured (e.g. HSM keys with the in-process dev TSA).
+    """
 
     crl_base_url: str
     organization: str = "rtc-server development"
@@ -61,7 +69,7 @@ class SigningService:
             crl_dir.mkdir(parents=True, exist_ok=True)
             self.issuing_ca = CertificateAuthority(
                 key_source_from_config(config.issuing_ca),
-                crl_url=crl_url(config.crl_base_url, "issuing"),
+                crl_url=crl_url(config.crl_base_url, BANK_ISSUING_CRL),
                 crl_path=crl_dir / "issuing.crl",
             )
             roots.extend(c for c in self.issuing_ca.chain if _self_signed(c))
@@ -113,14 +121,17 @@ class SigningService:
         return b"".join(bytes(pem.armor("CERTIFICATE", c.dump())) for c in self.trust_roots)
 
     def crl_names(self) -> Sequence[str]:
-        return ("root", "issuing") if self.dev_pki is not None else ("issuing",)
+        names = ["root", "issuing"] if self.dev_pki is not None else []
+        if self.config.issuing_ca is not None:
+            names.append(BANK_ISSUING_CRL)
+        return tuple(names)
 
     def crl_der(self, name: str) -> bytes:
         """Current DER CRL (``GET /api/v1/pki/crl/{name}.crl``); KeyError for unknown names."""
-        if name == "issuing":
+        if name == BANK_ISSUING_CRL and self.config.issuing_ca is not None:
             return self.issuing_ca.crl_der()
-        if name == "root" and self.dev_pki is not None:
-            return self.dev_pki.crl_der("root")
+        if name in ("root", "issuing") and self.dev_pki is not None:
+            return self.dev_pki.crl_der(name)
         raise KeyError(name)
 
     def handle_tsa_request(self, der: bytes) -> bytes:
