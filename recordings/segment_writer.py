@@ -46,7 +46,7 @@ TAG_CLOCK_BASE = "RTC_CLOCK_BASE_US"
 TAG_MEDIA_START = "RTC_MEDIA_START_US"
 
 
-def _open_file(path: Path) -> IO[bytes]:
+def default_open_file(path: Path) -> IO[bytes]:
     return path.open("w+b")
 
 
@@ -81,7 +81,7 @@ class SegmentWriter:
         signer: ManifestSigner,
         config: RecorderConfig | None = None,
         *,
-        open_file: OpenFile = _open_file,
+        open_file: OpenFile = default_open_file,
     ) -> None:
         self.track_dir = Path(track_dir)
         self.track = track

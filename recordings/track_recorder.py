@@ -14,7 +14,7 @@ from typing import Any
 from .errors import RecorderClosedError, RecordingError
 from .manifest import ManifestSigner
 from .model import EncodedFrame, RecorderConfig, SegmentEntry, TrackInfo
-from .segment_writer import OpenFile, SegmentWriter, _open_file
+from .segment_writer import OpenFile, SegmentWriter, default_open_file
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class TrackRecorder:
         *,
         on_event: Callable[[RecorderEvent], None] | None = None,
         keyframe_needed: Callable[[], None] | None = None,
-        open_file: OpenFile = _open_file,
+        open_file: OpenFile = default_open_file,
     ) -> None:
         self.track = track
         self.config = config or RecorderConfig()

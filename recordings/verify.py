@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,7 +128,12 @@ def _verify_track(source: RecordingSource, manifest_name: str, trusted: Sequence
         result.problems.append(f"{where}: manifest chain head does not match its segments")
     if signed.get("segment_count") != len(raw_segments):
         result.problems.append(f"{where}: manifest segment count does not match its segment list")
+    before = len(result.problems)
     _check_signature(manifest, where, trusted, result)
+    if len(result.problems) > before:
+        hint = _journal_hint(source, folder, raw_segments)
+        if hint:
+            result.problems[-1] += f"; {hint}"
     _check_timestamp(manifest.get("timestamp_token"), head, where, result)
     return result
 
@@ -166,6 +172,32 @@ def _check_segments(
     return head
 
 
+def _journal_hint(source: RecordingSource, folder: str, raw: list[Any]) -> str:
+    """Name the first segment whose manifest entry differs from the track's journal.
+
+    The journal is not signed, so this only points at where to look when the manifest's own
+    signature cannot be trusted.
+    """
+    name = f"{folder}/{JOURNAL_NAME}" if folder != "." else JOURNAL_NAME
+    if source.size(name) is None:
+        return ""
+    journaled: dict[int, dict[str, Any]] = {}
+    with source.open(name) as stream:
+        for line in stream.read().splitlines():
+            try:
+                record = json.loads(line)
+                entry = record["entry"] if record.get("type") == "segment" else None
+                if isinstance(entry, dict) and isinstance(entry.get("index"), int):
+                    journaled[entry["index"]] = entry
+            except (ValueError, AttributeError, KeyError, TypeError):
+                continue
+    for position, item in enumerate(raw):
+        if journaled.get(position) != item:
+            file = item.get("file") if isinstance(item, dict) else "?"
+            return f"first entry differing from the journal: segment {position} ({file})"
+    return ""
+
+
 def _digest(hex_value: str) -> bytes:
     try:
         value = bytes.fromhex(hex_value)
@@ -192,7 +224,10 @@ def _check_signature(
     if not trusted:
         return
     certificates = _load_certificates(signed.get("certificates", []))
-    result.key_trusted = _is_trusted(key, certificates, trusted)
+    # Certificates are judged at sealing time: a recording outlives its seal certificate.
+    sealed_at = signed.get("sealed_at_us")
+    at = datetime.fromtimestamp(sealed_at / 1e6, UTC) if isinstance(sealed_at, int) else datetime.now(UTC)
+    result.key_trusted = _is_trusted(key, certificates, trusted, at)
     if not result.key_trusted:
         result.problems.append(
             f"{where}: manifest signed by an untrusted key (sha256:{result.key_fingerprint})"
@@ -211,7 +246,9 @@ def _load_certificates(pems: Any) -> list[x509.Certificate]:
     return certificates
 
 
-def _is_trusted(key: VerifyKey, chain: list[x509.Certificate], trusted: Sequence[Trust]) -> bool:
+def _is_trusted(
+    key: VerifyKey, chain: list[x509.Certificate], trusted: Sequence[Trust], at: datetime
+) -> bool:
     fingerprint = key_fingerprint(key)
     anchors = [t for t in trusted if isinstance(t, x509.Certificate)]
     for anchor in trusted:
@@ -220,11 +257,10 @@ def _is_trusted(key: VerifyKey, chain: list[x509.Certificate], trusted: Sequence
             return True
     if not chain or key_fingerprint(chain[0].public_key()) != fingerprint:  # type: ignore[arg-type]
         return False
-    now = datetime.now(UTC)
     current = chain[0]
     pool = chain[1:] + anchors
     for _ in range(len(pool) + 1):
-        if not current.not_valid_before_utc <= now <= current.not_valid_after_utc:
+        if not current.not_valid_before_utc <= at <= current.not_valid_after_utc:
             return False
         anchor_hit = [a for a in anchors if a.subject == current.issuer and _issued_by(current, a)]
         if anchor_hit:
@@ -239,7 +275,7 @@ def _is_trusted(key: VerifyKey, chain: list[x509.Certificate], trusted: Sequence
 def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         child.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, Exception):
+    except Exception:  # wrong key type, bad signature, unsupported algorithm: not issued by it
         return False
     return True
 

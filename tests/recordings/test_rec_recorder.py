@@ -220,3 +220,15 @@ def test_memory_stays_flat_over_a_long_recording(
     assert growth < 64 * 1024, samples
     # FFmpeg's own allocations are invisible to tracemalloc: the resident set must stay flat too.
     assert rss[-1] - rss[1] < 4 * 1024 * 1024, rss
+
+
+async def test_reused_folder_fails_as_an_event_not_a_hang(tmp_path: Path, signer: ManifestSigner) -> None:
+    (tmp_path / "cam").mkdir()
+    (tmp_path / "cam/manifest.json").write_text("{}")
+    events: list[RecorderEvent] = []
+    recorder = TrackRecorder(
+        tmp_path / "cam", TrackInfo("cam", "vp8", CLOCK_BASE), signer, on_event=events.append
+    )
+    assert await asyncio.wait_for(recorder.close(), 5) is None
+    assert [type(e) for e in events] == [RecordingFailed, RecordingClosed]
+    assert "already holds a recording" in str(recorder.error)

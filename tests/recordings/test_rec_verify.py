@@ -129,13 +129,20 @@ def test_rehashed_tampering_still_fails_the_signature(
     code, text = run_cli(capsys, str(recording))
     assert code == 1
     assert "video: manifest signature invalid" in text
+    assert "first entry differing from the journal: segment 1 (seg_000001.webm)" in text
 
 
 def test_manifest_signed_by_another_key(
     recording: Path, server_key: ed25519.Ed25519PrivateKey, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     attacker = ed25519.Ed25519PrivateKey.generate()
-    resign(recording / "video/manifest.json", attacker)
+    path = recording / "video/manifest.json"
+    segments = json.loads(path.read_bytes())["signed"]["segments"]
+    segments[2]["wall_start_us"] += 1  # breaks the chain: caught before the key is looked at
+    resign(path, attacker, {"segments": segments})
+    assert "segment 2 (seg_000002.webm): hash chain broken" in verify_recording(recording).message
+    segments[2]["wall_start_us"] -= 1
+    resign(path, attacker, {"segments": segments})
     trust = tmp_path / "server.pem"
     trust.write_bytes(
         server_key.public_key().public_bytes(
@@ -354,3 +361,13 @@ def test_module_cli_exit_codes(recording: Path, tmp_path: Path) -> None:
     assert "seg_000002.webm" in bad.stderr
     nothing = subprocess.run([sys.executable, "-m", "recordings", str(tmp_path / "x")], capture_output=True)
     assert nothing.returncode == 2
+
+
+def test_package_stands_alone() -> None:
+    """A verifier installs `recordings` only: it must not pull in the server, signing or aiortc."""
+    code = (
+        "import sys, recordings, recordings.verify, recordings.recover;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('rtc_server', 'signing', 'aiortc')];"
+        "sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
