@@ -22,7 +22,6 @@ from .revocation import CrlSource, HttpCrlSource, combine_sources
 from .tsa import GuardedTimeStamper, HttpTsaConfig, LocalTimeStamper, LocalTsa, http_timestamper
 from .validate import ValidationReport, validate_pdf
 
-
 BANK_ISSUING_CRL = "bank-issuing"
 
 

@@ -20,6 +20,7 @@ from pyhanko.sign.signers import PdfTimeStamper
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
 from signing import (
+    CompletionStep,
     DevPki,
     EvidenceAttachment,
     GuardedTimeStamper,
@@ -281,3 +282,37 @@ def test_bad_input_is_refused(
         request = replace(request, attachments=attachments)
     with pytest.raises(PdfInputError):
         sign_contract(pdf if pdf is not None else make_pdf(), request, material)
+
+
+def test_a_long_completion_record_spills_onto_more_pages(
+    material: SigningMaterial, pki: DevPki, tmp_path: Path
+) -> None:
+    base = make_request()
+    steps = [
+        CompletionStep(
+            base.completion.completed_at,
+            f"Checklist step number {i}",
+            "officer.jones",
+            i * 1.5,
+            "detail " * 20,
+        )
+        for i in range(60)
+    ]
+    request = replace(base, completion=replace(base.completion, steps=steps))
+    out = sign_contract(make_pdf(), request, material)
+    assert validate_pdf(out.pdf, [pki.root_cert]).ok
+    (tmp_path / "long.pdf").write_bytes(out.pdf)
+    info = subprocess.run(["pdfinfo", str(tmp_path / "long.pdf")], capture_output=True, text=True).stdout
+    pages = int(re.search(r"^Pages:\s+(\d+)$", info, re.M).group(1))  # type: ignore[union-attr]
+    assert pages >= 4
+    last = subprocess.run(
+        ["pdftotext", "-f", str(pages), "-l", str(pages), str(tmp_path / "long.pdf"), "-"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert f"page {pages - 1} of {pages - 1}" in last  # completion pages are numbered among themselves
+    reader = PdfFileReader(io.BytesIO(out.pdf))
+    signer_field = next(
+        f for f in reader.root["/AcroForm"]["/Fields"] if f.get_object()["/T"] == "Signer"
+    ).get_object()
+    assert signer_field["/P"].get_object() == reader.root["/Pages"]["/Kids"][-1].get_object()
