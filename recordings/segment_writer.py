@@ -63,6 +63,7 @@ class _Segment:
     wall_end: float
     frames: int = 0
     size_key: tuple[int, int] | None = None
+    keyframe_requested: bool = False
 
 
 @dataclass
@@ -82,8 +83,12 @@ class SegmentWriter:
         config: RecorderConfig | None = None,
         *,
         open_file: OpenFile = default_open_file,
+        keyframe_wanted: Callable[[], None] | None = None,
     ) -> None:
+        """`keyframe_wanted` is called (on the writing thread) when a video segment is due to
+        end but no keyframe came; `open_file` exists so tests can inject I/O failures."""
         self.track_dir = Path(track_dir)
+        self._keyframe_wanted = keyframe_wanted
         self.track = track
         self.config = config or RecorderConfig()
         self._signer = signer
@@ -206,8 +211,6 @@ class SegmentWriter:
             self._last_duration = samples
             self._emit(ticks, frame, samples)
             return
-        if frame.keyframe:
-            self._learn_video(frame.data)
         if self._held is not None:
             duration = ticks - self._held.ticks
             if duration > 0:
@@ -238,12 +241,18 @@ class SegmentWriter:
             return
         segment = self._segment
         video = self.track.kind == "video"
+        if video and frame.keyframe:
+            self._learn_video(frame.data)
         if segment is not None:
             long_enough = ticks - segment.start_ticks >= self._target_ticks
             resized = video and frame.keyframe and self._size != segment.size_key
             if (long_enough and (frame.keyframe or not video)) or resized:
                 self._seal_current()
                 segment = None
+            elif long_enough and not segment.keyframe_requested and self._keyframe_wanted:
+                # Video can only be cut on a keyframe: ask the publisher for one (PLI).
+                segment.keyframe_requested = True
+                self._keyframe_wanted()
         if segment is None:
             if video and (not frame.keyframe or self._size is None):
                 self.dropped_frames += 1  # nothing decodable before a keyframe

@@ -56,7 +56,8 @@ class TrackRecorder:
 
     `submit()` never blocks: when the bounded queue is full the frame is dropped, an event is
     raised and video frames are skipped until the next keyframe (so the recording never holds
-    undecodable frames). Call `keyframe_needed` then to ask the publisher for one.
+    undecodable frames). `keyframe_needed` is then called on the loop to ask the publisher for
+    one, and also when a video segment is due to end and no keyframe arrived.
     """
 
     def __init__(
@@ -128,7 +129,9 @@ class TrackRecorder:
         manifest: dict[str, Any] | None = None
         writer: SegmentWriter | None = None
         try:
-            writer = SegmentWriter(*self._args[:4], open_file=self._args[4])
+            writer = SegmentWriter(
+                *self._args[:4], open_file=self._args[4], keyframe_wanted=self._want_keyframe
+            )
             while (item := self._queue.get()) is not _STOP:
                 assert isinstance(item, EncodedFrame)
                 for entry in writer.write(item):
@@ -143,6 +146,10 @@ class TrackRecorder:
             log.exception("track %s: recorder crashed", self.track.track_id)
             self._loop.call_soon_threadsafe(self._failed, RecordingError(str(exc)))
         self._loop.call_soon_threadsafe(self._closed, manifest)
+
+    def _want_keyframe(self) -> None:
+        if self._keyframe_needed is not None:
+            self._loop.call_soon_threadsafe(self._keyframe_needed)
 
     def _sealed(self, entry: SegmentEntry, writer: SegmentWriter) -> None:
         def apply() -> None:

@@ -201,3 +201,32 @@ def test_bad_input_is_refused(tmp_path: Path, signer: ManifestSigner) -> None:
         writer.write(EncodedFrame(b"x", 0, True, CLOCK_BASE))
     with pytest.raises(RecordingError, match="already holds"):
         SegmentWriter(tmp_path / "v", TrackInfo("v", "vp8", CLOCK_BASE), signer)
+
+
+def test_keyframe_is_requested_when_a_segment_overruns(tmp_path: Path, signer: ManifestSigner) -> None:
+    packets = video_packets("vp8", seconds=2.0, gop=1000)  # a single keyframe
+    asked: list[int] = []
+    writer = SegmentWriter(
+        tmp_path / "v",
+        TrackInfo("v", "vp8", CLOCK_BASE),
+        signer,
+        RecorderConfig(segment_duration_s=0.5, reserve_bytes=0),
+        keyframe_wanted=lambda: asked.append(1),
+    )
+    for frame in as_frames(packets, VIDEO_RATE, CLOCK_BASE + 1):
+        writer.write(frame)
+    writer.close()
+    assert asked == [1]  # once per overrunning segment, not per frame
+    assert writer.segment_count == 1
+
+
+def test_consecutive_keyframes_of_different_sizes(tmp_path: Path, signer: ManifestSigner) -> None:
+    small = video_packets("vp8", seconds=0.1, size=(320, 240), gop=1)
+    big = video_packets("vp8", seconds=0.1, size=(640, 360), gop=1)
+    frames = [(small[0][0], 0, True), (big[0][0], 3000, True), (big[1][0], 6000, True)]
+    writer = record(tmp_path / "v", "vp8", frames, signer, segment_s=10)
+    sizes = [
+        (s["streams"][0]["width"], s["streams"][0]["height"])
+        for s in (_probe(tmp_path / "v" / e.file) for e in writer.segments)
+    ]
+    assert sizes == [(320, 240), (640, 360)]
