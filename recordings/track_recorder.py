@@ -27,7 +27,8 @@ class SegmentSealed:
 
 @dataclass(frozen=True)
 class FramesDropped:
-    """The queue was full: frames were discarded and video waits for the next keyframe."""
+    """The queue was full: `count` frames were discarded (one event per burst, sent when
+    frames are accepted again or at close); video resumed on a keyframe."""
 
     track_id: str
     count: int
@@ -81,6 +82,7 @@ class TrackRecorder:
         self._done: asyncio.Future[dict[str, Any] | None] = self._loop.create_future()
         self._closing = False
         self._awaiting_keyframe = False
+        self._burst = 0
         self.error: RecordingError | None = None
         self.dropped_frames = 0
         self.bytes_written = 0
@@ -93,27 +95,36 @@ class TrackRecorder:
         """Queue a frame for writing; False if it was dropped."""
         if self._closing or self.error is not None:
             raise self.error or RecorderClosedError("recorder is closed")
-        if self._awaiting_keyframe:
-            if not frame.keyframe:
-                self.dropped_frames += 1
-                return False
-            self._awaiting_keyframe = False
+        if self._awaiting_keyframe and not frame.keyframe:
+            self._drop()
+            return False
         try:
             self._queue.put_nowait(frame)
         except queue.Full:
-            self.dropped_frames += 1
-            if self.track.kind == "video":
+            if self.track.kind == "video" and not self._awaiting_keyframe:
                 self._awaiting_keyframe = True
                 if self._keyframe_needed is not None:
                     self._keyframe_needed()
-            self._emit(FramesDropped(self.track.track_id, 1))
+            self._drop()
             return False
+        self._awaiting_keyframe = False
+        self._end_burst()
         return True
+
+    def _drop(self) -> None:
+        self.dropped_frames += 1
+        self._burst += 1
+
+    def _end_burst(self) -> None:
+        if self._burst:
+            count, self._burst = self._burst, 0
+            self._emit(FramesDropped(self.track.track_id, count))
 
     async def close(self) -> dict[str, Any] | None:
         """Seal and sign. Returns the manifest (None if the disk was too full to write one)."""
         if not self._closing:
             self._closing = True
+            self._end_burst()
             # A full queue drains at disk speed; a stopped worker resolves `_done` instead.
             while not self._done.done():
                 try:

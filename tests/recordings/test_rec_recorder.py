@@ -100,7 +100,8 @@ async def test_full_queue_drops_until_next_keyframe(
     assert not any(accepted[first_drop:30]) and all(accepted[30:])
     assert sum(s["frames"] for s in manifest["signed"]["segments"]) == first_drop + len(frames) - 30
     assert asked == [True]
-    assert any(isinstance(e, FramesDropped) for e in events)
+    assert [e.count for e in events if isinstance(e, FramesDropped)] == [30 - first_drop]
+    assert recorder.dropped_frames == 30 - first_drop
     assert verify_recording(tmp_path / "cam").exit_code == 0
 
 
