@@ -98,11 +98,22 @@ class _Line:
 
 
 def _wrap(text: str, size: float, indent: int = 0) -> list[str]:
-    width = int((PAGE_W - 2 * MARGIN) / (0.6 * size)) - indent
+    """Wrap to the page width; continuation lines are indented (hanging indent)."""
+    width = int((PAGE_W - 2 * MARGIN) / (0.6 * size))
     out: list[str] = []
     for para in text.splitlines() or [""]:
-        out.extend(textwrap.wrap(para, width=width, break_long_words=True) or [""])
-    return [(" " * indent if i else "") + s for i, s in enumerate(out)]
+        out.extend(
+            textwrap.wrap(
+                para,
+                width=width,
+                subsequent_indent=" " * indent,
+                break_long_words=True,
+                drop_whitespace=False,
+                replace_whitespace=False,
+            )
+            or [""]
+        )
+    return [line.rstrip() for line in out]
 
 
 def _lines(
@@ -116,6 +127,9 @@ def _lines(
         lines.append(_Line("F1", 11, title, 10))
 
     def kv(key: str, value: str) -> None:
+        if len(key) > 17:  # long labels (file names) get their own line rather than be cut
+            lines.append(_Line("F2", BODY_SIZE, key, 2))
+            key = ""
         for i, chunk in enumerate(_wrap(f"{key:<18}{value}", BODY_SIZE, 18)):
             lines.append(_Line("F2", BODY_SIZE, chunk, 2 if i == 0 else 0))
 
@@ -141,16 +155,16 @@ def _lines(
         for chunk in _wrap(head, BODY_SIZE, 51):
             lines.append(_Line("F2", BODY_SIZE, chunk))
         if step.detail:
-            for chunk in _wrap(step.detail, BODY_SIZE - 0.5, 0):
-                lines.append(_Line("F2", BODY_SIZE - 0.5, " " * 51 + chunk if len(chunk) < 40 else chunk))
+            for chunk in _wrap(" " * 51 + step.detail, BODY_SIZE, 51):
+                lines.append(_Line("F2", BODY_SIZE, chunk))
     if rec.recordings:
         section("Recordings (SHA-256)")
         for r in rec.recordings:
-            kv(r.label[:17], r.sha256)
+            kv(r.label, r.sha256)
     if attachments:
         section("Evidence attached to this PDF (SHA-256)")
         for a in attachments:
-            kv(a.name[:17], f"{hashlib.sha256(a.data).hexdigest()}  {len(a.data)} bytes")
+            kv(a.name, f"{hashlib.sha256(a.data).hexdigest()}  {len(a.data)} bytes")
     for note in rec.notes:
         for i, chunk in enumerate(_wrap(note, BODY_SIZE)):
             lines.append(_Line("F2", BODY_SIZE, chunk, 8 if i == 0 else 0))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from asn1crypto import x509
 from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.layout import AxisAlignment, InnerScaling, Margins, SimpleBoxLayoutRule
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import SigFieldSpec, SigSeedSubFilter
@@ -222,6 +223,13 @@ def sign_contract(pdf: bytes, request: ContractSigningRequest, material: Signing
         stamp_text="Signed by %(signer)s\n%(ts)s\nTransaction %(tx)s",
         background=stamp_bg,
         background_opacity=1.0,
+        # Fit the drawing to the box; pyhanko's default margins hit a float rounding warning.
+        background_layout=SimpleBoxLayoutRule(
+            x_align=AxisAlignment.ALIGN_MID,
+            y_align=AxisAlignment.ALIGN_MID,
+            margins=Margins.uniform(4),
+            inner_content_scaling=InnerScaling.STRETCH_TO_FIT,
+        ),
         border_width=0,
     )
     try:

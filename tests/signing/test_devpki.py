@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from asn1crypto import crl, pem, x509
 from cryptography import x509 as cx509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from signing import DevPki, PkiError
 from signing.authority import CertificateAuthority
@@ -86,7 +87,9 @@ def test_crls_are_signed_by_their_ca_and_served_by_url(pki: DevPki) -> None:
     for name, ca in (("root", pki.root_cert), ("issuing", pki.issuing_cert)):
         der = pki.crl_der(name)
         parsed = cx509.load_der_x509_crl(der)
-        assert parsed.is_signature_valid(cx509.load_der_x509_certificate(ca.dump()).public_key())
+        ca_key = cx509.load_der_x509_certificate(ca.dump()).public_key()
+        assert isinstance(ca_key, ec.EllipticCurvePublicKey)
+        assert parsed.is_signature_valid(ca_key)
         assert (
             parsed.issuer.rfc4514_string()
             == cx509.load_der_x509_certificate(ca.dump()).subject.rfc4514_string()

@@ -249,8 +249,9 @@ def test_softhsm_issuing_ca_and_seal_sign_a_contract_that_validates(
     assert "HSM Issuing CA" in signer_cert.issuer.rfc4514_string()  # one-shot issued by the token's key
     assert "HSM Seal" in report.signatures[1].signer
     # the CRL the token signed verifies against the CA certificate
-    hsm_ca_cert = cx509.load_der_x509_certificate(hsm_ca.certificate.dump())
-    assert cx509.load_der_x509_crl(hsm_ca.crl_der()).is_signature_valid(hsm_ca_cert.public_key())
+    hsm_ca_key = cx509.load_der_x509_certificate(hsm_ca.certificate.dump()).public_key()
+    assert isinstance(hsm_ca_key, ec.EllipticCurvePublicKey)
+    assert cx509.load_der_x509_crl(hsm_ca.crl_der()).is_signature_valid(hsm_ca_key)
     (tmp_path / "hsm.pdf").write_bytes(out.pdf)
     for entry in pdfsig(tmp_path / "hsm.pdf", nssdb)[:2]:
         assert entry.signature_valid and entry.certificate_trusted, entry.text
