@@ -198,6 +198,11 @@ class DevPki:
                 os.chmod(tmp, 0o700)
                 _create(tmp, DevPkiInfo(crl_base_url=crl_base_url, organization=organization))
                 os.rename(tmp, directory)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+                # Another process (a media worker starting alongside) won the race: use its PKI.
+                if not (directory / "pki.json").exists():
+                    raise
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise

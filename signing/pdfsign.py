@@ -29,6 +29,7 @@ from pyhanko.sign.signers.pdf_signer import (
 )
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko.stamp import TextStampStyle
+from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 
 from .authority import CertificateAuthority
 from .errors import PdfInputError, PdfSigningError, SigningError, TimestampError
@@ -160,6 +161,10 @@ def _run_signer(
             raise ts from e
         if isinstance(e, SigningError):
             raise
+        if isinstance(e, PathValidationError | PathBuildingError):
+            # Checked before signing (and hard-fail on revocation): never sign with a
+            # certificate that could not be shown valid and unrevoked at this moment.
+            raise PdfSigningError(f"{field_name}: certificate not valid for signing: {e}") from e
         if isinstance(e, PyhankoSigningError | PdfError | ValueError):
             raise PdfSigningError(f"{field_name}: {e}") from e
         raise

@@ -128,3 +128,25 @@ def test_crl_is_reused_while_fresh_and_refreshed_near_expiry(pki: DevPki, tmp_pa
         clock=lambda: clock[0],
     )
     assert again.crl_der() == refreshed.dump()
+
+
+def test_concurrent_first_starts_agree_on_one_pki(tmp_path: Path) -> None:
+    import threading
+
+    results: list[DevPki] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            results.append(DevPki.open(tmp_path / "pki", BASE))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({p.root_cert.sha256 for p in results}) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["pki"]

@@ -28,6 +28,7 @@ from signing import (
     LocalTimeStamper,
     LocalTsa,
     PdfInputError,
+    PdfSigningError,
     SignedPdf,
     SigningMaterial,
     TimestampError,
@@ -316,3 +317,12 @@ def test_a_long_completion_record_spills_onto_more_pages(
         f for f in reader.root["/AcroForm"]["/Fields"] if f.get_object()["/T"] == "Signer"
     ).get_object()
     assert signer_field["/P"].get_object() == reader.root["/Pages"]["/Kids"][-1].get_object()
+
+
+def test_signing_without_revocation_data_is_refused(material: SigningMaterial) -> None:
+    """The chain is checked (hard fail on revocation) before anything is signed."""
+    no_crls = replace(material, crl_source=lambda url: None)
+    with pytest.raises(PdfSigningError, match="certificate"):
+        sign_contract(make_pdf(), make_request(), no_crls)
+    with pytest.raises(PdfSigningError):
+        seal_pdf(make_pdf(), no_crls)
