@@ -12,7 +12,7 @@ from .errors import (
 )
 from .forwarding import EncodedFrameTap
 from .frames import EncodedFrame
-from .service import MediaService, PeerEvent, PeerHandle
+from .service import MediaService, PeerEvent, PeerHandle, PeerInfo
 from .settings import IceServer, MediaSettings
 from .stats import MediaStats
 
@@ -29,6 +29,7 @@ __all__ = [
     "MediaStats",
     "PeerEvent",
     "PeerHandle",
+    "PeerInfo",
     "SessionEnded",
     "StaleETag",
     "UnknownResource",

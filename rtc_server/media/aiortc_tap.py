@@ -15,6 +15,7 @@ aiortc decodes all it receives and encodes all it sends. The pass-through path u
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import time
@@ -143,6 +144,7 @@ class ReceiverTap:
         sink: FrameSink,
         counters: MediaCounters,
         reorder_wait_s: float,
+        nack_retry_interval_s: float = 0.06,
     ) -> None:
         self._receiver = receiver
         self.codec = codec
@@ -159,6 +161,11 @@ class ReceiverTap:
         self._ssrc: int | None = None
         self._keyframe_wanted: Callable[[], None] | None = None
         self.packets = 0
+        # aiortc's NackGenerator asks for a lost packet once, when the gap appears; a lost NACK or
+        # retransmission then costs the whole frame. Ask again on a timer, as browsers do.
+        self._nack_retry_interval = nack_retry_interval_s
+        self._gap = asyncio.Event()
+        self._retry_task: asyncio.Task[None] | None = None
 
     @property
     def capacity(self) -> int:
@@ -177,7 +184,11 @@ class ReceiverTap:
         self.packets += 1
         self._ssrc = packet.ssrc
         self.last_rtp_at = now
-        frames, want_keyframe = self._assembler.add(packet, now, time.time())
+        assembler = self._assembler
+        frames, want_keyframe = assembler.add(packet, now, time.time())
+        if isinstance(assembler, VideoAssembler) and assembler.new_gap:
+            assembler.new_gap = False
+            self._gap.set()
         for frame in frames:
             self._sink(frame)
         if want_keyframe:
@@ -185,6 +196,29 @@ class ReceiverTap:
             if self._keyframe_wanted is not None:
                 self._keyframe_wanted()
         return False, None
+
+    def start(self) -> None:
+        if self.kind == "video" and self._retry_task is None:
+            self._retry_task = asyncio.create_task(self._retry_nacks(), name="media-nack-retry")
+
+    async def stop(self) -> None:
+        task, self._retry_task = self._retry_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _retry_nacks(self) -> None:
+        assembler = self._assembler
+        assert isinstance(assembler, VideoAssembler)
+        while True:
+            await self._gap.wait()
+            await asyncio.sleep(self._nack_retry_interval)
+            missing = assembler.missing()
+            if not missing or self._ssrc is None:
+                self._gap.clear()
+                continue
+            await self._receiver._send_rtcp_nack(self._ssrc, missing)
 
     def send_pli(self) -> Awaitable[None]:
         return self._send_pli()
@@ -199,6 +233,7 @@ def install_receiver_tap(
     sink: FrameSink,
     counters: MediaCounters,
     reorder_wait_s: float,
+    nack_retry_interval_s: float = 0.06,
 ) -> ReceiverTap:
     """Replace the receiver's jitter buffer by a ReceiverTap; call after the answer is created."""
     receiver = transceiver.receiver
@@ -207,7 +242,7 @@ def install_receiver_tap(
     codec = negotiated_codec(transceiver)
     if codec is None:
         raise UnsupportedAiortc("transceiver has no negotiated codec")
-    tap = ReceiverTap(receiver, codec[0], codec[1], sink, counters, reorder_wait_s)
+    tap = ReceiverTap(receiver, codec[0], codec[1], sink, counters, reorder_wait_s, nack_retry_interval_s)
     setattr(receiver, _JITTER_BUFFER_ATTR, tap)
 
     original_nack = receiver._send_rtcp_nack
@@ -217,6 +252,7 @@ def install_receiver_tap(
         await original_nack(media_ssrc, lost)
 
     setattr(receiver, "_send_rtcp_nack", counting_nack)  # noqa: B010 - instance override
+    tap.start()
     return tap
 
 

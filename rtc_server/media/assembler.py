@@ -73,6 +73,9 @@ class VideoAssembler:
         # First sequence number of the next frame to release; None until synchronised on a keyframe.
         self._expected: int | None = None
         self._stalled_since: float | None = None
+        self._highest: int | None = None
+        # Set when a packet arrives beyond a hole in the sequence; the owner resets it.
+        self.new_gap = False
         self.frames_abandoned = 0
 
     @property
@@ -84,6 +87,11 @@ class VideoAssembler:
         expected = self._expected
         if expected is not None and seq != expected and _seq_after(expected, seq):
             return [], False  # late retransmission or duplicate of something already released
+        highest = self._highest
+        if highest is None or _seq_after(seq, highest):
+            if highest is not None and seq != (highest + 1) & 0xFFFF:
+                self.new_gap = True
+            self._highest = seq
         if len(self._packets) >= MAX_PENDING_PACKETS:
             self._packets.clear()
             self._expected = None
@@ -112,6 +120,22 @@ class VideoAssembler:
         else:
             self._stalled_since = None
         return out, False
+
+    def missing(self, limit: int = 64) -> list[int]:
+        """Sequence numbers still needed to release the next frame(s), oldest first."""
+        expected, highest = self._expected, self._highest
+        if expected is None or highest is None or not _seq_after(highest, expected):
+            return []
+        span = (highest - expected) & 0xFFFF
+        packets = self._packets
+        out = []
+        for i in range(span):
+            seq = (expected + i) & 0xFFFF
+            if seq not in packets:
+                out.append(seq)
+                if len(out) >= limit:
+                    break
+        return out
 
     def _release_in_order(self, now: float, wallclock: float) -> list[EncodedFrame]:
         out: list[EncodedFrame] = []

@@ -137,7 +137,7 @@ class ForwardTrack(MediaStreamTrack):
             return
         if self.need_keyframe:
             if not frame.keyframe:
-                self._counters.frames_dropped += 1
+                self._counters.frames_skipped_for_keyframe += 1
                 return
             self.need_keyframe = False
         queue = self._queue
@@ -147,7 +147,7 @@ class ForwardTrack(MediaStreamTrack):
                 self._counters.frames_dropped += len(queue)
                 queue.clear()
                 if not frame.keyframe:
-                    self._counters.frames_dropped += 1
+                    self._counters.frames_skipped_for_keyframe += 1
                     self.need_keyframe = True
                     if self.slot is not None:
                         self.slot.request_keyframe()

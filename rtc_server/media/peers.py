@@ -192,6 +192,11 @@ class PublisherPeer(Peer):
         for tap, slot in self.taps.values():
             slot.detach_source(tap)
 
+    async def close(self) -> None:
+        await super().close()
+        for tap, _ in self.taps.values():
+            await tap.stop()
+
 
 class ViewerPeer(Peer):
     role = "viewer"

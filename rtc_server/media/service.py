@@ -52,6 +52,17 @@ class PeerEvent:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """Who a resource belongs to, so the HTTP layer can check a token against it before PATCH/DELETE."""
+
+    resource_id: str
+    session_id: str
+    participant_id: str
+    role: str
+    connected: bool
+
+
 @dataclass(slots=True)
 class _SessionMedia:
     slots: dict[tuple[str, str], TrackSlot] = field(default_factory=dict)
@@ -256,9 +267,12 @@ class MediaService:
     def has_resource(self, resource_id: str) -> bool:
         return resource_id in self._peers
 
-    def resource_session(self, resource_id: str) -> str | None:
+    def peer_info(self, resource_id: str) -> PeerInfo | None:
         peer = self._peers.get(resource_id)
-        return peer.session_id if peer is not None else None
+        if peer is None:
+            return None
+        connected = peer.pc.connectionState == "connected"
+        return PeerInfo(peer.resource_id, peer.session_id, peer.participant_id, peer.role, connected)
 
     @property
     def peer_count(self) -> int:

@@ -66,6 +66,8 @@ class MediaSettings:
     # How long an incomplete video frame may block later frames waiting for a retransmission
     # before the stream is resynchronised on a keyframe.
     reorder_wait_s: float = 0.25
+    # While a frame waits for a lost packet, NACK it again this often (aiortc asks only once).
+    nack_retry_interval_s: float = 0.06
     # aioice never offers 127.0.0.1; a host candidate on loopback lets peers on the same machine
     # connect when no other interface exists (tests, development). Harmless for remote peers.
     loopback_candidates: bool = True
@@ -73,7 +75,13 @@ class MediaSettings:
     def __post_init__(self) -> None:
         if self.max_peers < 1:
             raise ValueError("max_peers must be at least 1")
-        for name in ("liveness_timeout_s", "connect_timeout_s", "watchdog_interval_s", "reorder_wait_s"):
+        for name in (
+            "liveness_timeout_s",
+            "connect_timeout_s",
+            "watchdog_interval_s",
+            "reorder_wait_s",
+            "nack_retry_interval_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.keyframe_min_interval_s < 0:

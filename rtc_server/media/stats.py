@@ -53,6 +53,7 @@ class MediaCounters:
         self.frames_forwarded = 0
         self.bytes_forwarded = 0
         self.frames_dropped = 0
+        self.frames_skipped_for_keyframe = 0
         self.frames_codec_mismatch = 0
         self.frames_abandoned = 0
         self.keyframes_requested = 0
@@ -74,6 +75,7 @@ class MediaCounters:
             frames_forwarded=self.frames_forwarded,
             bytes_forwarded=self.bytes_forwarded,
             frames_dropped=self.frames_dropped,
+            frames_skipped_for_keyframe=self.frames_skipped_for_keyframe,
             frames_codec_mismatch=self.frames_codec_mismatch,
             frames_abandoned=self.frames_abandoned,
             keyframes_requested=self.keyframes_requested,
@@ -102,6 +104,8 @@ def _cumulative(counts: list[int]) -> list[int]:
 class MediaStats:
     """A consistent copy of the counters for /metrics.
 
+    frames_dropped counts frames a slow viewer's full queue discarded; frames_skipped_for_keyframe the
+    frames a viewer could not decode while waiting for a keyframe (joining, after a drop or a switch).
     forward_delay_* measure, per forwarded frame, from the arrival of its last packet at the
     publisher's receiver to the moment the viewer's sender finished sending it.
     forward_delay_buckets holds (upper bound in seconds, cumulative count); +Inf is forward_delay_count.
@@ -114,6 +118,7 @@ class MediaStats:
     frames_forwarded: int
     bytes_forwarded: int
     frames_dropped: int
+    frames_skipped_for_keyframe: int
     frames_codec_mismatch: int
     frames_abandoned: int
     keyframes_requested: int

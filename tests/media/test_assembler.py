@@ -166,3 +166,15 @@ def test_keyframe_detection() -> None:
     assert vp8_is_keyframe(VP8_KEY) and not vp8_is_keyframe(VP8_DELTA) and not vp8_is_keyframe(b"")
     assert h264_is_keyframe(b"\x00\x00\x00\x01\x67\x42\x00\x00\x01\x65\x88")
     assert not h264_is_keyframe(b"\x00\x00\x00\x01\x41\x9a")
+
+
+def test_missing_lists_the_holes_before_the_newest_packet() -> None:
+    asm = VideoAssembler("VP8")
+    feed(asm, vp8_frame(65533, 0, VP8_KEY + b"a" * 30))  # 65533..65535
+    assert asm.missing() == [] and not asm.new_gap
+    f1 = vp8_frame(0, 3000, VP8_DELTA + b"b" * 30)  # 0, 1, 2 (wrapped)
+    f2 = vp8_frame(3, 6000, VP8_DELTA + b"c" * 30)
+    feed(asm, [f1[0], f2[1]])
+    assert asm.new_gap
+    assert asm.missing() == [1, 2, 3]
+    assert asm.missing(limit=2) == [1, 2]

@@ -28,7 +28,7 @@ async def test_video_starts_on_a_keyframe_and_skips_other_codecs() -> None:
     track.push(frame(0, False))
     track.push(frame(1, True, codec="H264"))
     assert track._queue == deque_of()
-    assert counters.frames_dropped == 1 and counters.frames_codec_mismatch == 1
+    assert counters.frames_skipped_for_keyframe == 1 and counters.frames_codec_mismatch == 1
     track.push(frame(3000, True, data=b"key"))
     packet = await track.recv()
     assert bytes(packet) == b"key" and packet.pts == 0

@@ -37,6 +37,13 @@ async def test_vp8_and_opus_frames_arrive_byte_identical(media: MediaService) ->
         assert stats.frames_forwarded >= 60 and stats.bytes_forwarded > 0
         assert stats.forward_delay_count == stats.frames_forwarded
         assert stats.publishers == 1 and stats.viewers == 1
+        info = media.peer_info(vhandle.resource_id)
+        assert info is not None and (info.session_id, info.participant_id, info.role) == (
+            "s1",
+            "officer",
+            "viewer",
+        )
+        assert info.connected and media.peer_info("nope") is None
     finally:
         await viewer.close()
         await pub.close()

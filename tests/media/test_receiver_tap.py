@@ -1,0 +1,48 @@
+"""ReceiverTap on a stand-in receiver: frames to the sink, NACKs retried while a hole stays open."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rtc_server.media.aiortc_tap import ReceiverTap
+from rtc_server.media.frames import EncodedFrame
+from rtc_server.media.stats import MediaCounters
+from tests.media.test_assembler import VP8_DELTA, VP8_KEY, vp8_frame
+
+
+class FakeReceiver:
+    def __init__(self) -> None:
+        self.nacks: list[list[int]] = []
+        self.plis: list[int] = []
+
+    async def _send_rtcp_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        self.nacks.append(lost)
+
+    async def _send_rtcp_pli(self, media_ssrc: int) -> None:
+        self.plis.append(media_ssrc)
+
+
+async def test_nacks_are_retried_until_the_hole_is_filled() -> None:
+    receiver = FakeReceiver()
+    frames: list[EncodedFrame] = []
+    tap = ReceiverTap(receiver, "VP8", 90000, frames.append, MediaCounters(), 1.0, 0.02)  # type: ignore[arg-type]
+    tap.start()
+    try:
+        for p in vp8_frame(10, 0, VP8_KEY + b"k" * 30):
+            assert tap.add(p) == (False, None)
+        f1 = vp8_frame(13, 3000, VP8_DELTA + b"d" * 30)
+        tap.add(f1[0])
+        tap.add(f1[2])  # 14 lost
+        assert tap.last_rtp_at is not None and len(frames) == 1
+        await asyncio.sleep(0.1)
+        assert len(receiver.nacks) >= 2 and all(n == [14] for n in receiver.nacks)
+        tap.add(f1[1])  # the retransmission arrives
+        assert len(frames) == 2 and frames[1].data == VP8_DELTA + b"d" * 30
+        count = len(receiver.nacks)
+        await asyncio.sleep(0.1)
+        assert len(receiver.nacks) <= count + 1, "no more NACKs once nothing is missing"
+        await tap.send_pli()
+        assert receiver.plis == [1]
+    finally:
+        await tap.stop()
+    assert tap._retry_task is None
