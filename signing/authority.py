@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import threading
@@ -14,7 +15,7 @@ from asn1crypto import crl, keys, x509
 
 from .errors import PkiError
 from .keys import KeySource
-from .x509build import CertProfile, build_certificate, build_crl
+from .x509build import CertProfile, RevokedEntry, build_certificate, build_crl
 
 Clock = Callable[[], datetime]
 
@@ -65,6 +66,9 @@ class CertificateAuthority:
         self._clock = clock
         self._lock = threading.Lock()
         self._crl: crl.CertificateList | None = None
+        self._stale = False  # set by revoke(): re-sign even if the current CRL is fresh
+        self._revoked_path = crl_path.with_name(crl_path.stem + ".revoked.json") if crl_path else None
+        self._revoked: dict[int, datetime] = self._load_revoked()
         with source.open() as key:
             self.certificate: x509.Certificate = key.certificate
             self.chain: tuple[x509.Certificate, ...] = key.chain
@@ -97,12 +101,39 @@ class CertificateAuthority:
                 profile=profile,
             )
 
+    def _load_revoked(self) -> dict[int, datetime]:
+        if self._revoked_path is None or not self._revoked_path.exists():
+            return {}
+        try:
+            raw = json.loads(self._revoked_path.read_text())
+            return {int(serial): datetime.fromisoformat(at) for serial, at in raw.items()}
+        except (OSError, ValueError) as e:
+            raise PkiError(f"unreadable revocation list {self._revoked_path}") from e
+
+    def revoke(self, serial: int, when: datetime | None = None) -> None:
+        """Revoke a certificate this CA issued; the CRL is re-signed at once.
+
+        Other processes holding this CA pick the change up at their next CRL refresh.
+        """
+        with self._lock:
+            self._revoked[serial] = (when or self._clock()).replace(microsecond=0)
+            if self._revoked_path is not None:
+                replace_file(
+                    self._revoked_path,
+                    json.dumps({str(k): v.isoformat() for k, v in self._revoked.items()}).encode(),
+                )
+            self._stale = True
+        self.crl()
+
+    def is_revoked(self, serial: int) -> bool:
+        return serial in self._revoked
+
     def crl(self) -> crl.CertificateList:
         """The current CRL, re-signed first if it expires within ``crl_refresh_before``."""
         with self._lock:
             now = self._clock()
             current = self._crl
-            if current is not None:
+            if current is not None and not self._stale:
                 next_update = current["tbs_cert_list"]["next_update"].native
                 this_update = current["tbs_cert_list"]["this_update"].native
                 if this_update <= now and next_update - now > self._crl_refresh_before:
@@ -121,10 +152,12 @@ class CertificateAuthority:
                     number=number,
                     this_update=this_update,
                     next_update=this_update + self._crl_validity,
+                    revoked=[RevokedEntry(serial, at) for serial, at in sorted(self._revoked.items())],
                 )
             if self._crl_path is not None:
                 replace_file(self._crl_path, fresh.dump())
             self._crl = fresh
+            self._stale = False
             return fresh
 
     def crl_der(self) -> bytes:

@@ -150,3 +150,40 @@ def test_concurrent_first_starts_agree_on_one_pki(tmp_path: Path) -> None:
     assert not errors
     assert len({p.root_cert.sha256 for p in results}) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["pki"]
+
+
+def test_revocation_is_published_persisted_and_stops_signing(tmp_path: Path) -> None:
+    from signing import (
+        GuardedTimeStamper,
+        LocalTimeStamper,
+        LocalTsa,
+        PdfSigningError,
+        SigningMaterial,
+        seal_pdf,
+    )
+    from tests.signing.helpers import make_pdf
+
+    pki = DevPki.open(tmp_path / "pki", BASE)
+    seal_serial = pki.seal_cert.serial_number
+    material = SigningMaterial(
+        issuing_ca=pki.issuing_ca,
+        seal=pki.seal_source,
+        timestamper=lambda: GuardedTimeStamper(LocalTimeStamper(LocalTsa(pki.tsa_key)), "t"),
+        trust_roots=[pki.root_cert],
+        crl_source=pki.crl_for_url,
+    )
+    assert seal_pdf(make_pdf(), material).pdf  # fine before revocation
+    before = cx509.load_der_x509_crl(pki.crl_der("issuing"))
+    pki.issuing_ca.revoke(seal_serial)
+    listed = cx509.load_der_x509_crl(pki.crl_der("issuing"))
+    number = cx509.CRLNumber
+    assert listed.extensions.get_extension_for_class(number).value.crl_number > (
+        before.extensions.get_extension_for_class(number).value.crl_number
+    )
+    assert listed.get_revoked_certificate_by_serial_number(seal_serial) is not None
+    with pytest.raises(PdfSigningError):
+        seal_pdf(make_pdf(), material)
+    reopened = DevPki.open(tmp_path / "pki", BASE)
+    assert reopened.issuing_ca.is_revoked(seal_serial)
+    relisted = cx509.load_der_x509_crl(reopened.crl_der("issuing"))
+    assert relisted.get_revoked_certificate_by_serial_number(seal_serial) is not None

@@ -130,6 +130,40 @@ def test_openssl_verifies_the_document_timestamp(signed: SignedPdf, pki: DevPki,
     assert "Verification: OK" not in bad.stdout
 
 
+def test_openssl_verifies_the_signature_timestamps(signed: SignedPdf, pki: DevPki, tmp_path: Path) -> None:
+    """RFC 3161: each signature's timestamp token covers that signature's value."""
+    (tmp_path / "ca.pem").write_bytes(pki.ca_pem())
+    (tmp_path / "chain.pem").write_bytes((pki.directory / "issuing.crt").read_bytes())
+    reader = PdfFileReader(io.BytesIO(signed.pdf))
+    checked = 0
+    for sig in reader.embedded_regular_signatures:
+        attrs = sig.signer_info["unsigned_attrs"]
+        token = next(a["values"][0] for a in attrs if a["type"].native == "signature_time_stamp_token")
+        (tmp_path / "token.der").write_bytes(token.dump())
+        (tmp_path / "sig.bin").write_bytes(sig.signer_info["signature"].native)
+        res = subprocess.run(
+            [
+                "openssl",
+                "ts",
+                "-verify",
+                "-token_in",
+                "-in",
+                str(tmp_path / "token.der"),
+                "-data",
+                str(tmp_path / "sig.bin"),
+                "-CAfile",
+                str(tmp_path / "ca.pem"),
+                "-untrusted",
+                str(tmp_path / "chain.pem"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert "Verification: OK" in res.stdout, res.stderr
+        checked += 1
+    assert checked == 2
+
+
 def test_evidence_attachments_and_completion_page(signed_file: Path, tmp_path: Path) -> None:
     listing = subprocess.run(["pdfdetach", "-list", str(signed_file)], capture_output=True, text=True).stdout
     assert "audit-trail.json" in listing and "manifest-video.json" in listing
