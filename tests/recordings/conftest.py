@@ -1,21 +1,14 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from rec_media import AUDIO_RATE, VIDEO_RATE, as_frames, audio_packets, video_packets
-
-from recordings import ManifestSigner, RecorderConfig, SegmentWriter, TrackInfo
-
-Packets = list[tuple[bytes, int, bool]]
-CLOCK_BASE = 1_700_000_000.0
+from recordings import ManifestSigner
+from tests.recordings.rec_media import Packets, audio_packets, record, video_packets
 
 
 @pytest.fixture(scope="session")
@@ -46,29 +39,6 @@ def signer(server_key: ed25519.Ed25519PrivateKey) -> ManifestSigner:
 @pytest.fixture
 def ecdsa_signer() -> ManifestSigner:
     return ManifestSigner(ec.generate_private_key(ec.SECP256R1()))
-
-
-def record(
-    track_dir: Path,
-    codec: str,
-    packets: Packets,
-    signer: ManifestSigner,
-    *,
-    segment_s: float = 1.0,
-    track_id: str | None = None,
-    wall_start: float = CLOCK_BASE + 1.0,
-) -> SegmentWriter:
-    rate = VIDEO_RATE if codec != "opus" else AUDIO_RATE
-    writer = SegmentWriter(
-        track_dir,
-        TrackInfo(track_id or codec, codec, clock_base=CLOCK_BASE, participant="p1"),
-        signer,
-        RecorderConfig(segment_duration_s=segment_s, reserve_bytes=4096),
-    )
-    for frame in as_frames(packets, rate, wall_start):
-        writer.write(frame)
-    writer.close()
-    return writer
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
 
-from recordings import EncodedFrame
+from recordings import EncodedFrame, ManifestSigner, RecorderConfig, SegmentWriter, TrackInfo
 
 VIDEO_RATE = 90_000
 AUDIO_RATE = 48_000
+CLOCK_BASE = 1_700_000_000.0
+Packets = list[tuple[bytes, int, bool]]
 
 
 def video_packets(
@@ -89,3 +92,26 @@ def cycle_frames(
     for i in range(count):
         data, _, key = packets[i % len(packets)]
         yield EncodedFrame(data, i * step, key, 1_000.0 + i * step / rate)
+
+
+def record(
+    track_dir: Path,
+    codec: str,
+    packets: Packets,
+    signer: ManifestSigner,
+    *,
+    segment_s: float = 1.0,
+    track_id: str | None = None,
+    wall_start: float = CLOCK_BASE + 1.0,
+) -> SegmentWriter:
+    rate = VIDEO_RATE if codec != "opus" else AUDIO_RATE
+    writer = SegmentWriter(
+        track_dir,
+        TrackInfo(track_id or codec, codec, clock_base=CLOCK_BASE, participant="p1"),
+        signer,
+        RecorderConfig(segment_duration_s=segment_s, reserve_bytes=4096),
+    )
+    for frame in as_frames(packets, rate, wall_start):
+        writer.write(frame)
+    writer.close()
+    return writer

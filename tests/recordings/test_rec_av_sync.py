@@ -4,10 +4,16 @@ from pathlib import Path
 
 import av
 import numpy as np
-from conftest import CLOCK_BASE
-from rec_media import AUDIO_RATE, VIDEO_RATE, as_frames, audio_packets, video_packets
 
 from recordings import ManifestSigner, RecorderConfig, TrackInfo, TrackRecorder
+from tests.recordings.rec_media import (
+    AUDIO_RATE,
+    CLOCK_BASE,
+    VIDEO_RATE,
+    as_frames,
+    audio_packets,
+    video_packets,
+)
 
 FLASH_AT = 1.5  # seconds after capture start, in both tracks
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from rec_media import video_packets
 
 from recordings.bitstream import (
     h264_nal_units,
@@ -10,6 +9,7 @@ from recordings.bitstream import (
     opus_packet_samples,
     vp8_keyframe_dimensions,
 )
+from tests.recordings.rec_media import video_packets
 
 
 @pytest.mark.parametrize("size", [(320, 240), (322, 178)])

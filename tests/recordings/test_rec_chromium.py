@@ -9,9 +9,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import Packets, record
 
 from recordings import ManifestSigner
+from tests.recordings.rec_media import Packets, record
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

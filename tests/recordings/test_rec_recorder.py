@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from conftest import CLOCK_BASE, Packets
-from rec_media import VIDEO_RATE, as_frames, cycle_frames
 
 from recordings import (
     FramesDropped,
@@ -29,6 +27,7 @@ from recordings import (
     TrackRecorder,
     verify_recording,
 )
+from tests.recordings.rec_media import CLOCK_BASE, VIDEO_RATE, Packets, as_frames, cycle_frames
 
 
 async def test_recorder_writes_off_loop_and_reports_events(
@@ -87,10 +86,12 @@ async def test_full_queue_drops_until_next_keyframe(
     frames = as_frames(vp8_packets, VIDEO_RATE, CLOCK_BASE + 1)
     accepted = [recorder.submit(f) for f in frames[:30]]
     gate.set()
-    await asyncio.sleep(0.2)
-    for frame in frames[30:]:  # paced like a live stream
+    for frame in frames[30:]:  # now paced by the consumer, as a live stream would be
+        for _ in range(5000):
+            if recorder._queue.qsize() <= 5:
+                break
+            await asyncio.sleep(0.002)
         accepted.append(recorder.submit(frame))
-        await asyncio.sleep(0.002)
     manifest = await recorder.close()
     assert manifest is not None
     # The worker holds at most two frames when it blocks, ten wait in the queue; after the first

@@ -11,11 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CLOCK_BASE, Packets
-from rec_media import VIDEO_RATE, as_frames
 
 from recordings import ManifestSigner, NotARecordingError, RecorderConfig, SegmentWriter, TrackInfo, recover
 from recordings import verify_recording as verify
+from tests.recordings.rec_media import CLOCK_BASE, VIDEO_RATE, Packets, as_frames
 
 
 def _abandoned_writer(
@@ -93,9 +92,9 @@ def test_recover_refuses_a_folder_without_journal(tmp_path: Path, signer: Manife
 CHILD = textwrap.dedent(
     """
     import sys, time
-    sys.path.insert(0, {tests!r})
+    sys.path.insert(0, {root!r})
     from cryptography.hazmat.primitives.asymmetric import ed25519
-    from rec_media import video_packets
+    from tests.recordings.rec_media import video_packets
     from recordings import EncodedFrame, ManifestSigner, RecorderConfig, SegmentWriter, TrackInfo
     packets = video_packets("vp8", seconds=3.0)
     writer = SegmentWriter({track!r}, TrackInfo("cam", "vp8", 1000.0),
@@ -115,7 +114,7 @@ def test_sigkill_mid_segment_then_recover(
     tmp_path: Path, signer: ManifestSigner, run_ffmpeg_check: Callable[[Path], str]
 ) -> None:
     track = tmp_path / "cam"
-    script = CHILD.format(tests=str(Path(__file__).parent), track=str(track))
+    script = CHILD.format(root=str(Path(__file__).parents[2]), track=str(track))
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import algos, cms, core, tsp
-from conftest import Packets, record
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -19,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from recordings import ManifestSigner, key_fingerprint, main, verify_recording
 from recordings.chain import canonical_json
+from tests.recordings.rec_media import Packets, record
 
 VIDEO_SEG_1 = "video/seg_000001.webm"
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import CLOCK_BASE, Packets, record
-from rec_media import VIDEO_RATE, as_frames, video_packets
 
 from recordings import (
     EncodedFrame,
@@ -22,6 +20,7 @@ from recordings import (
     verify_recording,
 )
 from recordings.bitstream import h264_nal_units
+from tests.recordings.rec_media import CLOCK_BASE, VIDEO_RATE, Packets, as_frames, record, video_packets
 
 
 def _probe(path: Path) -> dict:
