@@ -99,8 +99,9 @@ class RecorderConfig:
     # inside the segment being written.
     cluster_time_limit_ms: int = 1000
     queue_frames: int = 600
-    # Space set aside at start so the manifest can still be written when the disk fills.
-    reserve_bytes: int = 256 * 1024
+    # Space set aside at start so the manifest can still be written when the disk fills
+    # (about 340 bytes per segment: 1 MiB covers some 3,000 segments, over 3 hours at 4 s).
+    reserve_bytes: int = 1024 * 1024
     fsync: bool = True
     # RTP timestamps wrap at 2**32; None when the caller already gives monotonic pts.
     pts_wrap_bits: int | None = 32
