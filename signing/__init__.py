@@ -5,12 +5,14 @@ is synchronous and CPU-bound: run it in a worker thread, not on the event loop.
 """
 
 from .authority import CertificateAuthority
+from .config import signing_config_from_mapping
 from .devpki import DevPki
 from .errors import (
     KeySourceError,
     PdfInputError,
     PdfSigningError,
     PkiError,
+    SigningConfigError,
     SigningError,
     TimestampError,
 )
@@ -72,6 +74,7 @@ __all__ = [
     "SignedPdf",
     "SignerIdentity",
     "SigningConfig",
+    "SigningConfigError",
     "SigningError",
     "SigningKey",
     "SigningMaterial",
@@ -85,6 +88,7 @@ __all__ = [
     "load_trust_roots",
     "seal_pdf",
     "sign_contract",
+    "signing_config_from_mapping",
     "validate_pdf",
     "verify_id_number",
     "verify_pdf_main",

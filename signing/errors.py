@@ -25,3 +25,7 @@ class PdfInputError(SigningError):
 
 class PdfSigningError(SigningError):
     """Producing a signature failed for a reason other than the TSA."""
+
+
+class SigningConfigError(SigningError):
+    """The signing configuration is invalid (unknown key, wrong type, missing secret)."""
