@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import ssl
+import sys
 
 from aiohttp import web
 
@@ -51,7 +52,8 @@ async def serve(config: Config) -> None:
         host = config.server.host if config.server.host not in ("0.0.0.0", "::") else "localhost"
         # With port 0 the kernel picks the port: report the one actually bound.
         bound = runner.addresses[0][1] if runner.addresses else config.server.port
-        log.info("rtc-server ready at %s://%s:%s (data dir %s)", scheme, host, bound, data)
+        # Printed whatever the log level: scripts and operators wait for this one line.
+        print(f"rtc-server ready at {scheme}://{host}:{bound} (data dir {data})", file=sys.stderr, flush=True)
         await stop.wait()
         log.info("shutting down: closing sessions and connections")
     finally:
