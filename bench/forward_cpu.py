@@ -173,7 +173,7 @@ class Viewer:
         def sink(frame: Any) -> None:
             self.arrivals.append((frame.data, time.monotonic()))
 
-        install_receiver_tap(self.transceiver, sink, MediaCounters(), 0.25)
+        install_receiver_tap(self.transceiver, sink, MediaCounters(), 0.25, 0.06)
 
 
 async def run(mode: str, seconds: float, viewers: int, clip: list[bytes]) -> dict[str, Any]:

@@ -144,7 +144,7 @@ class ReceiverTap:
         sink: FrameSink,
         counters: MediaCounters,
         reorder_wait_s: float,
-        nack_retry_interval_s: float = 0.06,
+        nack_retry_interval_s: float,
     ) -> None:
         self._receiver = receiver
         self.codec = codec
@@ -233,7 +233,7 @@ def install_receiver_tap(
     sink: FrameSink,
     counters: MediaCounters,
     reorder_wait_s: float,
-    nack_retry_interval_s: float = 0.06,
+    nack_retry_interval_s: float,
 ) -> ReceiverTap:
     """Replace the receiver's jitter buffer by a ReceiverTap; call after the answer is created."""
     receiver = transceiver.receiver

@@ -108,8 +108,9 @@ class Peer:
         state = self.pc.connectionState
         if state == "connected" and self.connected_at is None:
             self.connected_at = time.monotonic()
-        elif state == "failed" and not self.closed:
-            self._on_failed(self, "connection_failed")
+        elif state in ("failed", "closed") and not self.closed:
+            # "closed" without our close(): the remote hung up (DTLS close_notify) without a DELETE.
+            self._on_failed(self, "connection_failed" if state == "failed" else "remote_closed")
 
     async def _negotiate(self, offer: str, description: aiortc_sdp.SessionDescription) -> str:
         ice = description.media[0].ice
@@ -141,8 +142,10 @@ class Peer:
             return
         self.closed = True
         self._detach()
+        # Shielded: aiortc may be closing the connection itself (remote hang-up) and awaits the same
+        # internal future; cancelling us must not cancel that future under it.
         with contextlib.suppress(Exception):
-            await self.pc.close()
+            await asyncio.shield(self.pc.close())
 
     def _detach(self) -> None:
         """Unhook from slots; subclasses override."""
@@ -177,7 +180,13 @@ class PublisherPeer(Peer):
         return answer
 
     def _tap(self, transceiver: RTCRtpTransceiver, slot: TrackSlot) -> None:
-        tap = install_receiver_tap(transceiver, slot.deliver, self._counters, self._settings.reorder_wait_s)
+        tap = install_receiver_tap(
+            transceiver,
+            slot.deliver,
+            self._counters,
+            self._settings.reorder_wait_s,
+            self._settings.nack_retry_interval_s,
+        )
         tap.on_keyframe_wanted(slot.request_keyframe)
         codec = negotiated_codec(transceiver)
         assert codec is not None

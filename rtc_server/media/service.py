@@ -43,7 +43,7 @@ class PeerHandle:
 @dataclass(frozen=True, slots=True)
 class PeerEvent:
     """A peer went away. reason: deleted, replaced, session_ended, shutdown, no_media,
-    connect_timeout or connection_failed."""
+    connect_timeout, connection_failed or remote_closed."""
 
     resource_id: str
     session_id: str
@@ -211,6 +211,9 @@ class MediaService:
         if self._closed:
             return
         self._closed = True
+        if self._tasks:
+            # Closes already under way (remote hang-ups): let them finish rather than cut them short.
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         peers = list(self._peers.values())
         await asyncio.gather(*(self._close_peer(p, "shutdown") for p in peers))
         for session in list(self._sessions.values()):

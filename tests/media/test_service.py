@@ -320,3 +320,30 @@ async def test_republish_with_nobody_watching_then_a_viewer_joins(media: MediaSe
     finally:
         for client in (viewer, pub1, pub2):
             await client.close()
+
+
+async def test_peers_that_hang_up_without_delete_are_released() -> None:
+    events: list[PeerEvent] = []
+    media = MediaService(MediaSettings(), on_peer_closed=events.append)
+    pub, offer = await publisher_client("VP8", audio=False)
+    viewer, voffer = await viewer_client(("video",))
+    try:
+        handle = await media.publish("s1", "staff", offer)
+        await answer(pub.pc, handle.answer_sdp)
+        vhandle = await media.subscribe("s1", "officer", voffer)
+        await answer(viewer.pc, vhandle.answer_sdp)
+        await viewer.wait_frames("video", 3)
+        await viewer.close()
+        await wait_until(lambda: len(events) == 1, within=3)
+        assert not media.has_resource(vhandle.resource_id)
+        await pub.close()
+        await wait_until(lambda: len(events) == 2, within=3)
+        assert media.peer_count == 0
+        assert sorted((e.role, e.reason) for e in events) == [
+            ("publisher", "remote_closed"),
+            ("viewer", "remote_closed"),
+        ]
+    finally:
+        await viewer.close()
+        await pub.close()
+        await media.close()
