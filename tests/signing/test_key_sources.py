@@ -108,12 +108,13 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
     )
     os.environ["SOFTHSM2_CONF"] = str(conf)
-    subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", SO_PIN],
-        check=True,
-        capture_output=True,
-    )
+    _softhsm_util("--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", SO_PIN)
     return root
+
+
+def _softhsm_util(*args: str) -> None:
+    res = subprocess.run(["softhsm2-util", *args], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, f"softhsm2-util {args[0]} failed: {res.stdout} {res.stderr}"
 
 
 def _import_key(softhsm: Path, key: ec.EllipticCurvePrivateKey, label: str, key_id: str) -> None:
