@@ -17,6 +17,8 @@ class ParticipantRole(enum.StrEnum):
     STAFF = "staff"
     SIGNER = "signer"
     OBSERVER = "observer"
+    # The back-office user in the session, created when they first join its media.
+    OFFICER = "officer"
 
 
 class SessionKind(enum.StrEnum):

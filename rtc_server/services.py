@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from rtc_server.accounts import AccountService
+from rtc_server.conference import Conference
 from rtc_server.config import Config
 from rtc_server.eventbus import EventBus
+from rtc_server.media import IceServer, MediaService, MediaSettings, PeerEvent
 from rtc_server.metrics import Metrics
 from rtc_server.sessions import SessionService
 from rtc_server.storage import Database, Repository, open_database
@@ -26,7 +28,17 @@ class Services:
     metrics: Metrics
     accounts: AccountService
     sessions: SessionService
+    media: MediaService
+    conference: Conference
     ready: bool = False
+
+
+def media_settings(config: Config) -> MediaSettings:
+    servers = tuple(
+        IceServer(urls=tuple(s.urls), username=s.username or None, credential=s.credential or None)
+        for s in config.media.ice_servers
+    )
+    return MediaSettings(ice_servers=servers, max_peers=config.media.max_peers)
 
 
 @contextlib.asynccontextmanager
@@ -36,14 +48,30 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     try:
         repo = Repository(db)
         bus = EventBus()
-        yield Services(
-            config=config,
-            db=db,
-            repo=repo,
-            bus=bus,
-            metrics=Metrics(),
-            accounts=AccountService(repo, config.auth),
-            sessions=SessionService(repo, config, bus),
-        )
+        sessions = SessionService(repo, config, bus)
+        conference: Conference | None = None
+
+        def on_peer_closed(event: PeerEvent) -> None:
+            if conference is not None:
+                conference.on_peer_closed(event)
+
+        media = MediaService(media_settings(config), on_peer_closed)
+        conference = Conference(sessions, media)
+        metrics = Metrics()
+        metrics.watch_media(media)
+        try:
+            yield Services(
+                config=config,
+                db=db,
+                repo=repo,
+                bus=bus,
+                metrics=metrics,
+                accounts=AccountService(repo, config.auth),
+                sessions=sessions,
+                media=media,
+                conference=conference,
+            )
+        finally:
+            await conference.close()
     finally:
         await db.close()

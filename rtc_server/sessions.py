@@ -29,6 +29,7 @@ from rtc_server.models import (
     Role,
     Session,
     SessionKind,
+    User,
     iso,
 )
 from rtc_server.storage import Repository
@@ -293,6 +294,37 @@ class SessionService:
         async with self.repo.read() as tx:
             found = await tx.sessions(created_by=owner, state=state, kind=kind, limit=limit, before=before)
         return [session_summary(s) for s in found]
+
+    async def participant(self, participant_id: str) -> Participant | None:
+        async with self.repo.read() as tx:
+            return await tx.participant(participant_id)
+
+    async def participants(self, session_id: str) -> list[Participant]:
+        async with self.repo.read() as tx:
+            return await tx.participants(session_id)
+
+    async def officer_participant(self, session_id: str, user: User) -> Participant:
+        """The officer's own participant in a session, created the first time they join its media."""
+        async with self.repo.write() as tx:
+            for p in await tx.participants(session_id):
+                if p.role is ParticipantRole.OFFICER and p.name == user.username:
+                    return p
+            participant = Participant(
+                id=_new_id("par"),
+                session_id=session_id,
+                role=ParticipantRole.OFFICER,
+                name=user.username,
+                created_at=self.clock(),
+            )
+            await tx.insert_participant(participant)
+            await self._event(
+                tx,
+                session_id,
+                "participant.added",
+                f"user:{user.username}",
+                {"participant_id": participant.id, "role": "officer"},
+            )
+            return participant
 
     async def events(self, principal: Principal, session_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
         principal.require_user(Role.OFFICER)

@@ -101,8 +101,9 @@ ClientMessage = Hello | Publish | Unpublish | Subscribe | Unsubscribe | Location
 def _str(obj: dict[str, Any], key: str, max_len: int, ref: str | None = None) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value or len(value) > max_len:
-        raise SignalingError("invalid_message", f"'{key}' must be a non-empty string of at most {max_len} chars.",
-                             ref)
+        raise SignalingError(
+            "invalid_message", f"'{key}' must be a non-empty string of at most {max_len} chars.", ref
+        )
     return value
 
 
@@ -110,8 +111,12 @@ def _num(obj: dict[str, Any], key: str, low: float, high: float, required: bool 
     value = obj.get(key)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or not low <= value <= high:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
         raise SignalingError("invalid_message", f"'{key}' must be a number from {low} to {high}.")
     return float(value)
 
@@ -139,8 +144,11 @@ def parse(raw: str | bytes) -> ClientMessage:
         return Unpublish()
     if kind == "subscribe":
         ref_value = _str(obj, "ref", 64)
-        return Subscribe(ref=ref_value, participant_id=_str(obj, "participant_id", 64, ref_value),
-                         sdp=_str(obj, "sdp", MAX_SDP_CHARS, ref_value))
+        return Subscribe(
+            ref=ref_value,
+            participant_id=_str(obj, "participant_id", 64, ref_value),
+            sdp=_str(obj, "sdp", MAX_SDP_CHARS, ref_value),
+        )
     if kind == "unsubscribe":
         return Unsubscribe(resource_id=_str(obj, "resource_id", 128))
     if kind == "location":

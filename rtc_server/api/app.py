@@ -6,7 +6,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from rtc_server.api import auth_routes, middleware, ops_routes, session_routes
+from rtc_server.api import (
+    auth_routes,
+    media_routes,
+    middleware,
+    ops_routes,
+    session_routes,
+    signaling_routes,
+    web_routes,
+)
 from rtc_server.appkeys import CONFIG, SERVICES
 from rtc_server.config import Config
 from rtc_server.services import open_services
@@ -24,6 +32,9 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(ops_routes.routes)
     app.add_routes(auth_routes.routes)
     app.add_routes(session_routes.routes)
+    app.add_routes(media_routes.routes)
+    app.add_routes(signaling_routes.routes)
+    app.add_routes(web_routes.routes)
     return app
 
 

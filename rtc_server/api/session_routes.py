@@ -219,7 +219,7 @@ async def verify_events(request: web.Request) -> web.Response:
 @routes.post("/api/v1/sessions/{id}/end")
 async def end_session(request: web.Request) -> web.Response:
     principal = await principal_of(request)
-    session = await request.app[SERVICES].sessions.end(principal, _session_id(request))
+    session = await request.app[SERVICES].conference.end(principal, _session_id(request))
     return web.json_response(session_summary(session))
 
 

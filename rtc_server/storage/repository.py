@@ -218,6 +218,26 @@ class Tx:
         row = (await self.conn.execute(query)).mappings().first()
         return _participant(row) if row else None
 
+    async def update_participant(
+        self,
+        participant_id: str,
+        *,
+        joined_at: float | None = None,
+        left_at: float | None = None,
+        device: dict[str, Any] | None = None,
+    ) -> None:
+        values: dict[str, Any] = {}
+        if joined_at is not None:
+            values["joined_at"] = joined_at
+        if left_at is not None:
+            values["left_at"] = left_at
+        if device is not None:
+            values["device"] = _json(device)
+        if values:
+            await self.conn.execute(
+                sa.update(t.participants).where(t.participants.c.id == participant_id).values(**values)
+            )
+
     async def insert_invite(self, invite: Invite, token_hash: str) -> None:
         values = dict(invite.__dict__)
         values["role"] = invite.role.value
