@@ -215,7 +215,8 @@ class Conference:
                 "device": device,
             },
         )
-        self._presence(client.session_id, client.participant)
+        # The joiner learns the roster from its welcome; everyone else hears of the joiner.
+        self._presence(client.session_id, client.participant, exclude=client)
         return await self.roster(client.session_id)
 
     async def leave(self, client: Client) -> None:
@@ -258,13 +259,14 @@ class Conference:
             "publishing": room is not None and participant.id in room.publishing,
         }
 
-    def _presence(self, session_id: str, participant: Participant) -> None:
+    def _presence(self, session_id: str, participant: Participant, exclude: Client | None = None) -> None:
         room = self._rooms.get(session_id)
         if room is None:
             return
         message = {"type": "presence", "participant": self._view(session_id, participant)}
         for client in room.clients:
-            client.send(message)
+            if client is not exclude:
+                client.send(message)
 
     async def _presence_by_id(self, session_id: str, participant_id: str) -> None:
         participant = await self.sessions.participant(participant_id)
