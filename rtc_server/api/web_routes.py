@@ -5,6 +5,7 @@ from the URL fragment, which browsers never send to the server."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -38,4 +39,24 @@ async def participant_page(request: web.Request) -> web.FileResponse:
     return _page("join.html")
 
 
-routes.static("/static", STATIC_ROOT, append_version=False)
+# Revalidated on every load: a deploy must reach the browsers at once, and the files are small.
+_STATIC_HEADERS = {"Cache-Control": "no-cache"}
+
+
+@routes.get("/static/{path:.+}")
+async def static_file(request: web.Request) -> web.FileResponse:
+    # Served by hand rather than by aiohttp's static route so that a miss is the API's JSON 404
+    # like every other error, and nothing outside web/static can be named.
+    path = await asyncio.get_running_loop().run_in_executor(None, _locate, request.match_info["path"])
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers=_STATIC_HEADERS)
+
+
+def _locate(relative: str) -> Path | None:
+    """The file under web/static that `relative` names, or None (resolving touches the disk)."""
+    if any(part.startswith(".") for part in relative.split("/")):
+        return None
+    root = STATIC_ROOT.resolve()
+    path = (root / relative).resolve()
+    return path if path.is_relative_to(root) and path.is_file() else None

@@ -194,7 +194,10 @@ export class SessionView {
     call.addEventListener('event', (e) => this.addEvent(e.detail));
     call.addEventListener('ended', () => this.setState('ended'));
     call.addEventListener('problem', (e) => this.problem(e.detail));
-    call.addEventListener('fatal', (e) => this.problem(`${e.detail.code}: ${e.detail.message || ''}`));
+    call.addEventListener('fatal', (e) => {
+      if (e.detail.code === 'session_ended') this.setState('ended');
+      else this.problem(`${e.detail.code}: ${e.detail.message || ''}`);
+    });
     call.start();
   }
 

@@ -1,4 +1,4 @@
-// Small DOM helpers: build elements without innerHTML, show and hide views.
+// Small DOM helpers: build elements from text and nodes only (no HTML parsing), show and hide views.
 
 export function $(id) {
   const el = document.getElementById(id);

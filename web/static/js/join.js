@@ -110,7 +110,11 @@ function startCall() {
     }
   });
   call.addEventListener('ended', () => finish('done_title', 'done_body'));
-  call.addEventListener('fatal', () => {
+  call.addEventListener('fatal', (e) => {
+    if (e.detail.code === 'session_ended') {
+      finish('done_title', 'done_body');
+      return;
+    }
     sessionStorage.removeItem(joinedKey);
     stopLocal();
     showOnly('lobby');

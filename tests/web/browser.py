@@ -1,0 +1,130 @@
+"""Helpers for the browser tests: the real server on a known port, Debian's Chromium, screenshots."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
+
+from rtc_server.api.app import create_app
+from rtc_server.appkeys import SERVICES
+from rtc_server.models import Role
+from tests.support import PASSWORD, make_config
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # Remote audio plays without a tap, as it does on a page the user has already clicked in.
+    "--autoplay-policy=no-user-gesture-required",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1440, "height": 900}
+OFFICER = "officer1"
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+@dataclass
+class Site:
+    server: TestServer
+    app: web.Application
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def start_site(aiohttp_server: ServerFactory, data_dir: Path) -> Site:
+    port = free_port()
+    # Invite links must point at this very server: the test follows them like a phone would.
+    config = make_config(data_dir, server={"public_url": f"http://127.0.0.1:{port}", "port": port})
+    app = create_app(config)
+    server = await aiohttp_server(app, host="127.0.0.1", port=port)
+    await app[SERVICES].accounts.add_user(OFFICER, PASSWORD, Role.OFFICER)
+    return Site(server=server, app=app)
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def new_page(browser: Browser, viewport: ViewportSize, **options: Any) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(viewport=viewport, **options)
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console: {msg.text}")
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
+    )
+    page.problems = problems  # type: ignore[attr-defined]
+    return context, page
+
+
+def problems_of(page: Page) -> list[str]:
+    found: list[str] = page.problems  # type: ignore[attr-defined]
+    return found
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path))
+    return path
+
+
+async def officer_login(page: Page, site: Site) -> None:
+    await page.goto(site.url + "/")
+    await page.get_by_label("Username").fill(OFFICER)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name="Start a video session").wait_for()
+
+
+async def create_inspection(page: Page, title: str, items: list[tuple[str, str, str]]) -> str:
+    """Fills the form as an officer would; returns the invite URL the console shows."""
+    await page.get_by_role("button", name="New inspection").click()
+    await page.get_by_label("Title", exact=True).fill(title)
+    await page.get_by_label("Site", exact=True).fill("Depot 3")
+    for i, (sku, description, qty) in enumerate(items, start=1):
+        if i > 1:
+            await page.get_by_role("button", name="Add item").click()
+        await page.get_by_label(f"SKU or code {i}").fill(sku)
+        await page.get_by_label(f"Description {i}").fill(description)
+        await page.get_by_label(f"Quantity {i}").fill(qty)
+    await page.get_by_role("button", name="Create inspection").click()
+    await page.locator("#session-title").get_by_text(title).wait_for()
+    url: str = await page.locator("#invite-url").input_value()
+    return url
