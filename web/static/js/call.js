@@ -40,8 +40,19 @@ export class CallClient extends EventTarget {
     this.retryTimer = null;
     this.pingTimer = null;
     this.lastHeard = 0;
-    this.onOnline = () => { if (this.retryTimer) { clearTimeout(this.retryTimer); this.retryTimer = null; this.connect(); } };
-    this.onOffline = () => this.setState('offline');
+    this.onOnline = () => {
+      if (this.closed || !this.retryTimer) return;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      this.connect();
+    };
+    // A phone that loses its network usually comes back with another address: start over rather
+    // than wait for the old socket and peer connections to time out.
+    this.onOffline = () => {
+      if (this.closed) return;
+      this.restart();
+      this.setState('offline');
+    };
     window.addEventListener('online', this.onOnline);
     window.addEventListener('offline', this.onOffline);
   }

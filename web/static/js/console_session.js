@@ -204,12 +204,14 @@ export class SessionView {
   remoteTile(p) {
     let tile = this.tiles.get(p.id);
     if (!tile) {
-      tile = new Tile({ id: p.id, label: p.name || t(`role_${p.role}`) || p.id, role: p.role });
+      tile = new Tile({ id: p.id, label: p.name || (p.role ? t(`role_${p.role}`) : p.id), role: p.name ? p.role : null });
       this.tiles.set(p.id, tile);
       $('stage').append(tile.el);
     }
-    if (p.role) tile.roleEl.textContent = t(`role_${p.role}`);
-    if (p.name) tile.nameEl.textContent = p.name;
+    if (p.name) {
+      tile.nameEl.textContent = p.name;
+      if (p.role) tile.roleEl.textContent = t(`role_${p.role}`);
+    }
     if (p.online !== undefined) {
       tile.el.classList.toggle('offline', !p.online);
       tile.setStatus(p.online ? '' : t('offline'));

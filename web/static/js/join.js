@@ -38,7 +38,9 @@ function takeToken() {
 function setStatus(kind) {
   const el = $('status');
   el.dataset.state = kind;
-  if (kind === 'connected' || kind === 'closed' || kind === 'idle') {
+  const quiet = kind === 'connected' || kind === 'closed' || kind === 'idle';
+  document.body.classList.toggle('has-status', !quiet);
+  if (quiet) {
     show(el, false);
     return;
   }
@@ -90,7 +92,11 @@ async function join() {
 function startCall() {
   const call = new CallClient({ sessionId, token: state.token });
   state.call = call;
-  call.addEventListener('state', (e) => setStatus(e.detail));
+  call.addEventListener('state', (e) => {
+    setStatus(e.detail);
+    // While the banner says what is happening, the stage stays quiet.
+    $('remote-waiting').textContent = e.detail === 'connected' ? t('waiting_officer') : '';
+  });
   call.addEventListener('welcome', () => {
     for (const p of call.participants.values()) if (p.id !== call.me.id) noteParticipant(p);
     if (state.pendingLocation) sendLocation(state.pendingLocation);
@@ -105,7 +111,9 @@ function startCall() {
   });
   call.addEventListener('remote-removed', (e) => {
     if (state.remoteTile && e.detail.participantId === state.remoteId) {
-      state.remoteTile.detach();
+      state.remoteTile.remove();
+      state.remoteTile = null;
+      state.remoteId = null;
       show($('remote-waiting'), true);
     }
   });
@@ -125,14 +133,21 @@ function startCall() {
 }
 
 function noteParticipant(p) {
-  if (p.role === 'officer' && p.online && !state.remoteTile) remoteTile(p.id);
+  // The officer's tile appears with the officer's media (the 'remote' event), not before.
+  if (state.remoteTile && p.id === state.remoteId && !p.online) {
+    state.remoteTile.remove();
+    state.remoteTile = null;
+    state.remoteId = null;
+    show($('remote-waiting'), true);
+  }
 }
 
 function remoteTile(participantId) {
   if (state.remoteTile && state.remoteId !== participantId) state.remoteTile.remove();
   if (!state.remoteTile || state.remoteId !== participantId) {
     const p = state.call.participants.get(participantId) || {};
-    state.remoteTile = new Tile({ id: participantId, label: p.name || t('officer'), role: p.role });
+    const label = p.role === 'officer' ? [t('officer'), p.name].filter(Boolean).join(' · ') : (p.name || '');
+    state.remoteTile = new Tile({ id: participantId, label, role: null });
     state.remoteId = participantId;
     $('remote').append(state.remoteTile.el);
   }

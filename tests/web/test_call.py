@@ -1,0 +1,183 @@
+"""A real call in Chromium through the server: the officer's console and the staff's phone page see
+and hear each other, the phone comes back after a reload, and its location lands in the audit trail.
+Prints the time from tapping "Join now" to the officer's first decoded frame (median of five)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page
+
+from tests.web.browser import (
+    DESKTOP,
+    PHONE,
+    ServerFactory,
+    chromium,
+    create_inspection,
+    new_page,
+    officer_login,
+    problems_of,
+    screenshot,
+    start_site,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LOCATION = {"latitude": 31.2304, "longitude": 121.4737, "accuracy": 25}
+
+
+async def until(what: str, check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+async def officer_tile(page: Page, participant_id: str) -> dict[str, Any] | None:
+    tiles: list[dict[str, Any]] = await page.evaluate("window.__rtc.snapshot()")
+    return next((t for t in tiles if t["participantId"] == participant_id), None)
+
+
+async def phone_state(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = await page.evaluate("window.__rtc.snapshot()")
+    return state
+
+
+async def assert_officer_receives(page: Page, participant_id: str) -> dict[str, Any]:
+    async def decoding() -> dict[str, Any] | None:
+        tile = await officer_tile(page, participant_id)
+        return tile if tile and tile["videoWidth"] > 0 and tile["framesDecoded"] > 0 else None
+
+    first = await until("the officer to decode the staff's video", decoding)
+    await asyncio.sleep(1.0)
+    later = await officer_tile(page, participant_id)
+    assert later is not None
+    assert later["framesDecoded"] > first["framesDecoded"], (first, later)
+    assert later["audioBytes"] > first["audioBytes"] > 0, (first, later)
+    return later
+
+
+async def assert_phone_receives(page: Page) -> dict[str, Any]:
+    async def decoding() -> dict[str, Any] | None:
+        remote = (await phone_state(page))["remote"]
+        return remote if remote and remote["videoWidth"] > 0 and remote["framesDecoded"] > 0 else None
+
+    first = await until("the phone to decode the officer's video", decoding)
+    await asyncio.sleep(1.0)
+    later = (await phone_state(page))["remote"]
+    assert later["framesDecoded"] > first["framesDecoded"], (first, later)
+    assert later["audioBytes"] > first["audioBytes"] > 0, (first, later)
+    return dict(later)
+
+
+async def test_officer_and_staff_see_and_hear_each_other(aiohttp_server: ServerFactory, tmp_path: Path) -> None:
+    site = await start_site(aiohttp_server, tmp_path / "data")
+    async with chromium() as browser:
+        _, officer = await new_page(browser, DESKTOP)
+        await officer_login(officer, site)
+        invite = await create_inspection(officer, "Cold store 2", [("SKU-1", "Frozen fish", "4")])
+        await officer.get_by_role("button", name="Start camera and microphone").click()
+        await officer.get_by_role("button", name="Mute").wait_for()
+
+        context, phone = await new_page(
+            browser,
+            PHONE,
+            is_mobile=True,
+            has_touch=True,
+            permissions=["geolocation"],
+            geolocation=LOCATION,
+        )
+        await phone.goto(invite)
+        await phone.get_by_role("button", name="Join now").click()
+        await until("the phone to publish", lambda: _publishing(phone))
+        staff_id = (await phone_state(phone))["participantId"]
+
+        await assert_officer_receives(officer, staff_id)
+        await assert_phone_receives(phone)
+        await officer.locator("#session-state").get_by_text("Live").wait_for()
+        # The granted location reached the audit trail, and the officer's timeline as it happened.
+        await officer.locator("#timeline li[data-type='participant.location']").wait_for()
+        await until("the quality readout", lambda: _readout(officer, staff_id))
+        await screenshot(officer, "console-call-1440x900")
+        await screenshot(phone, "join-call-390x844")
+
+        # A reload (or a crashed tab) puts the phone straight back into the session.
+        await phone.reload()
+        await until("the phone to publish again", lambda: _publishing(phone))
+        assert "rtci_" not in phone.url
+        await assert_officer_receives(officer, staff_id)
+        await assert_phone_receives(phone)
+
+        # A network loss: the page says so, then comes back by itself and publishes again.
+        await context.set_offline(True)
+        status = phone.locator("#status")
+        await status.get_by_text("offline").wait_for()
+        await screenshot(phone, "join-offline-390x844")
+        await context.set_offline(False)
+        await until("the phone to publish after the network loss", lambda: _publishing(phone))
+        await status.wait_for(state="hidden")
+        await assert_officer_receives(officer, staff_id)
+        await assert_phone_receives(phone)
+
+        # Mute and camera toggles change the officer's own tracks.
+        await officer.get_by_role("button", name="Mute").click()
+        await officer.get_by_role("button", name="Unmute").wait_for()
+        await officer.get_by_role("button", name="Turn camera off").click()
+        assert await officer.evaluate(
+            "window.__rtc.session.localStream.getTracks().map(t => t.kind + ':' + t.enabled).sort().join()"
+        ) == "audio:false,video:false"
+        assert problems_of(officer) == [] and problems_of(phone) == []
+        await context.close()
+
+
+async def _publishing(page: Page) -> bool:
+    return bool((await phone_state(page))["publishing"])
+
+
+async def _readout(page: Page, participant_id: str) -> bool:
+    tile = page.locator(f".tile[data-participant-id='{participant_id}'] .tile-stats dd")
+    texts = await tile.all_inner_texts()
+    return len(texts) == 4 and all(t != "–" for t in texts[2:])  # bitrate and frame rate
+
+
+async def test_time_from_join_to_first_frame(aiohttp_server: ServerFactory, tmp_path: Path) -> None:
+    site = await start_site(aiohttp_server, tmp_path / "data")
+    async with chromium() as browser:
+        _, officer = await new_page(browser, DESKTOP)
+        await officer_login(officer, site)
+        invite = await create_inspection(officer, "Timing", [("SKU-1", "", "")])
+        context, _ = await new_page(browser, PHONE, is_mobile=True, has_touch=True)
+        figures = []
+        for _round in range(5):
+            phone = await context.new_page()
+            await phone.goto(invite)
+            await phone.get_by_role("button", name="Join now").click()
+            await until("the phone to publish", lambda: _publishing(phone))  # noqa: B023
+            state = await phone_state(phone)
+            staff_id, clicked = state["participantId"], state["joinClickedAt"]
+
+            async def first_frame() -> float | None:
+                tile = await officer_tile(officer, staff_id)  # noqa: B023
+                at = tile and tile["firstFrameAt"]
+                return at if at and at >= clicked else None  # noqa: B023
+
+            figures.append(await until("the officer's first frame", first_frame) - clicked)
+            await phone.close()
+
+            async def gone() -> bool:
+                tile = await officer_tile(officer, staff_id)  # noqa: B023
+                return tile is not None and not tile["online"]
+
+            await until("the officer to see the phone leave", gone)
+        median = statistics.median(figures)
+        print(f"\njoin tap -> officer's first decoded frame: median {median:.0f} ms of {sorted(figures)}")
+        assert all(f > 0 for f in figures)
