@@ -62,6 +62,9 @@ class StreamAnalyser:
         self._fed_seq = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._hints: set[HintName] = set()
+        # Media time is computed here, on the loop, for every frame fed: dropped frames keep the
+        # clock continuous.
+        self._clock = MediaClock(clock_base)
         sink = WorkerSink(self._on_codes, self._on_hints, self._on_keyframe_needed, self._on_progress)
         self._worker = AnalysisWorker(
             codec,
@@ -69,7 +72,6 @@ class StreamAnalyser:
             self.settings,
             self._post,
             sink,
-            MediaClock(clock_base),
             name=name,
         )
 
@@ -79,7 +81,8 @@ class StreamAnalyser:
         """Hand over one encoded frame (in stream order). Returns False once closed."""
         if self._closed:
             return False
-        self._fed_seq = self._worker.put(frame)
+        media_time = self._clock.seconds(frame.rtp_timestamp, frame.clock_rate, frame.wallclock)
+        self._fed_seq = self._worker.put(frame, media_time)
         return True
 
     def notify_gap(self) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 
 import av
 
-from .clock import MediaClock
 from .codes import CodeReader
 from .decoder import EncodedVideoFrame, FrameDecoder, luma
 from .events import Detection, HintName
@@ -79,7 +78,6 @@ class AnalysisWorker:
         settings: AnalyserSettings,
         post: Callable[..., Any],
         sink: WorkerSink,
-        clock: MediaClock,
         name: str = "analyser",
     ) -> None:
         self.settings = settings
@@ -90,10 +88,9 @@ class AnalysisWorker:
         self._decoder = FrameDecoder(codec)
         self._reader = reader
         self._quality = QualityMonitor(settings.quality)
-        self._clock = clock
         self._post = post
         self._sink = sink
-        self._queue: deque[tuple[int, EncodedVideoFrame]] = deque()
+        self._queue: deque[tuple[int, EncodedVideoFrame, float]] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._gap = False
         self._closed = False
@@ -107,7 +104,7 @@ class AnalysisWorker:
 
     # --- event loop side --------------------------------------------------------------------------
 
-    def put(self, frame: EncodedVideoFrame) -> int:
+    def put(self, frame: EncodedVideoFrame, media_time: float) -> int:
         """Queue a frame (never blocks beyond a short lock); returns its sequence number."""
         with self._cond:
             self._seq += 1
@@ -115,7 +112,7 @@ class AnalysisWorker:
                 self._queue.popleft()
                 self.stats.frames_dropped += 1
                 self._gap = True
-            self._queue.append((self._seq, frame))
+            self._queue.append((self._seq, frame, media_time))
             self.stats.frames_fed += 1
             self._cond.notify()
             return self._seq
@@ -145,7 +142,7 @@ class AnalysisWorker:
 
     # --- worker thread ----------------------------------------------------------------------------
 
-    def _next(self) -> tuple[int, EncodedVideoFrame, bool, int] | None:
+    def _next(self) -> tuple[int, EncodedVideoFrame, float, bool, int] | None:
         with self._cond:
             gap_seen = False
             while True:
@@ -159,35 +156,37 @@ class AnalysisWorker:
                     self._skip_to_keyframe()
                     if not self._queue:
                         continue
-                seq, frame = self._queue.popleft()
-                return seq, frame, gap_seen, len(self._queue)
+                seq, frame, media_time = self._queue.popleft()
+                return seq, frame, media_time, gap_seen, len(self._queue)
 
     def _skip_to_keyframe(self) -> None:
         # Frames before the newest queued keyframe cannot be decoded after a gap: drop them now
         # rather than feed them to the decoder.
         last_key = None
-        for i, (_, f) in enumerate(self._queue):
+        for i, (_, f, _) in enumerate(self._queue):
             if f.keyframe:
                 last_key = i
         drop = last_key if last_key is not None else len(self._queue)
         for _ in range(drop):
             self._queue.popleft()
         self.stats.frames_skipped += drop
+        self._decoder.gap()
+        if last_key is None:
+            self._request_keyframe()  # nothing decodable is queued: ask now, not at the next frame
 
     def _run(self) -> None:
         while True:
             item = self._next()
             if item is None:
                 return
-            seq, frame, gap, backlog = item
+            seq, frame, media_time, gap, backlog = item
             try:
-                self._handle(seq, frame, gap, backlog)
+                self._handle(seq, frame, media_time, gap, backlog)
             except Exception:  # the worker must outlive any one bad frame
                 self.stats.analysis_errors += 1
                 log.exception("analyser: frame %d failed", seq)
 
-    def _handle(self, seq: int, frame: EncodedVideoFrame, gap: bool, backlog: int) -> None:
-        media_time = self._clock.seconds(frame.rtp_timestamp, frame.clock_rate, frame.wallclock)
+    def _handle(self, seq: int, frame: EncodedVideoFrame, media_time: float, gap: bool, backlog: int) -> None:
         if gap:
             self._decoder.gap()
         errors_before = self._decoder.errors
