@@ -135,6 +135,11 @@ async def test_officer_and_staff_see_and_hear_each_other(aiohttp_server: ServerF
         assert await officer.evaluate(
             "window.__rtc.session.localStream.getTracks().map(t => t.kind + ':' + t.enabled).sort().join()"
         ) == "audio:false,video:false"
+        # Ending the session ends it on the phone too.
+        await officer.get_by_role("button", name="End session").click()
+        await officer.locator("#confirm-dialog").get_by_role("button", name="End session").click()
+        await phone.get_by_role("heading", name="The session has ended").wait_for()
+        await officer.locator("#session-state").get_by_text("Ended").wait_for()
         assert problems_of(officer) == [] and problems_of(phone) == []
         await context.close()
 

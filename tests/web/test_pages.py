@@ -119,6 +119,9 @@ async def test_refused_camera_is_explained(aiohttp_server: ServerFactory, tmp_pa
         await phone.goto(invite)
         # The token left the address bar at once.
         assert "#" not in phone.url and "rtci_" not in phone.url
+        await phone.get_by_role("button", name="Join now").wait_for()
+        await phone.wait_for_function("!document.getElementById('join-btn').disabled")
+        await screenshot(phone, "join-lobby-en-390x844")
         await phone.get_by_role("button", name="Join now").click()
         problem = phone.locator("#media-problem")
         await problem.get_by_role("heading", name="Camera or microphone blocked").wait_for()

@@ -4,7 +4,7 @@ import { apiCall } from './api.js';
 import { CallClient } from './call.js';
 import { $, h, show } from './dom.js';
 import { applyI18n, t } from './i18n.js';
-import { openCamera, openOtherCamera, playWithSound } from './media.js';
+import { openCamera, openOtherCamera } from './media.js';
 import { Tile } from './tiles.js';
 
 const sessionId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
@@ -106,8 +106,6 @@ function startCall() {
     const tile = remoteTile(e.detail.participantId);
     tile.attach(e.detail.stream, e.detail.pc);
     show($('remote-waiting'), false);
-    tile.video.addEventListener('volumechange', () => show($('unmute-audio-btn'), tile.video.muted), { once: false });
-    playWithSound(tile.video).then((sound) => show($('unmute-audio-btn'), !sound));
   });
   call.addEventListener('remote-removed', (e) => {
     if (state.remoteTile && e.detail.participantId === state.remoteId) {
@@ -244,9 +242,6 @@ async function init() {
   $('cam-btn').addEventListener('click', (e) => toggle('video', e.currentTarget, 'camera_off_short', 'camera_on_short'));
   $('switch-btn').addEventListener('click', switchCamera);
   $('leave-btn').addEventListener('click', () => finish('left_title', 'left_body'));
-  $('unmute-audio-btn').addEventListener('click', () => {
-    if (state.remoteTile) playWithSound(state.remoteTile.video).then((sound) => show($('unmute-audio-btn'), !sound));
-  });
   if (!state.token) {
     lobbyError(t('link_missing'));
     return;

@@ -28,8 +28,13 @@ export class Tile {
     };
     const stats = h('dl', { class: 'tile-stats', 'aria-label': 'Connection quality' },
       ...['rtt', 'loss', 'bitrate', 'fps'].flatMap((k) => [h('dt', { text: t(k) }), this.figures[k]]));
+    // Shown when the browser blocked sound until the user interacts with the page.
+    this.soundButton = h('button', {
+      type: 'button', class: 'btn btn-primary btn-small tile-sound', text: t('tap_for_sound'), hidden: true,
+      onclick: () => playWithSound(this.video).then((sound) => { this.soundButton.hidden = sound; }),
+    });
     this.el = h('figure', { class: `tile${self ? ' tile-self' : ''}`, dataset: { participantId: id } },
-      this.video, this.placeholder,
+      this.video, this.placeholder, this.soundButton,
       h('figcaption', { class: 'tile-caption' }, h('span', {}, this.nameEl, ' ', this.roleEl), this.stateEl),
       stats);
     this.video.addEventListener('loadeddata', () => this.el.classList.add('has-video'));
@@ -48,7 +53,7 @@ export class Tile {
       this.watchFirstFrame();
     }
     if (this.self) this.video.play().catch(() => {});
-    else playWithSound(this.video).then((sound) => this.el.classList.toggle('needs-tap', !sound));
+    else playWithSound(this.video).then((sound) => { this.soundButton.hidden = sound; });
   }
 
   watchFirstFrame() {
