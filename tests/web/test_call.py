@@ -79,7 +79,9 @@ async def assert_phone_receives(page: Page) -> dict[str, Any]:
     return dict(later)
 
 
-async def test_officer_and_staff_see_and_hear_each_other(aiohttp_server: ServerFactory, tmp_path: Path) -> None:
+async def test_officer_and_staff_see_and_hear_each_other(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
     site = await start_site(aiohttp_server, tmp_path / "data")
     async with chromium() as browser:
         _, officer = await new_page(browser, DESKTOP)
@@ -132,9 +134,13 @@ async def test_officer_and_staff_see_and_hear_each_other(aiohttp_server: ServerF
         await officer.get_by_role("button", name="Mute").click()
         await officer.get_by_role("button", name="Unmute").wait_for()
         await officer.get_by_role("button", name="Turn camera off").click()
-        assert await officer.evaluate(
-            "window.__rtc.session.localStream.getTracks().map(t => t.kind + ':' + t.enabled).sort().join()"
-        ) == "audio:false,video:false"
+        assert (
+            await officer.evaluate(
+                "window.__rtc.session.localStream.getTracks()"
+                ".map(t => t.kind + ':' + t.enabled).sort().join()"
+            )
+            == "audio:false,video:false"
+        )
         # Ending the session ends it on the phone too.
         await officer.get_by_role("button", name="End session").click()
         await officer.locator("#confirm-dialog").get_by_role("button", name="End session").click()

@@ -71,3 +71,22 @@ def test_pages_carry_no_inline_script_or_style() -> None:
 def test_vendored_code_keeps_its_licence() -> None:
     licence = (WEB / "static" / "vendor" / "qrcode-generator" / "LICENSE").read_text()
     assert "MIT" in licence and "Kazuhiko Arase" in licence
+
+
+def _keys(block: str) -> set[str]:
+    return set(re.findall(r"^\s{4}(\w+):", block, flags=re.MULTILINE))
+
+
+def test_every_text_exists_in_english_and_chinese() -> None:
+    source = (WEB / "static" / "js" / "i18n.js").read_text()
+    en_block = source.split("  en: {", 1)[1].split("\n  },\n", 1)[0]
+    zh_block = source.split("  zh: {", 1)[1].split("\n  },\n", 1)[0]
+    en, zh = _keys(en_block), _keys(zh_block)
+    assert len(en) > 100
+    assert en == zh, {"only English": en - zh, "only Chinese": zh - en}
+    used = set()
+    for page in WEB.glob("*.html"):
+        used |= set(re.findall(r'data-i18n(?:-aria)?="(\w+)"', page.read_text()))
+    for module in (WEB / "static" / "js").glob("*.js"):
+        used |= set(re.findall(r"\bt\('(\w+)'", module.read_text()))
+    assert used <= en, used - en

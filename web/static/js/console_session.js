@@ -6,17 +6,10 @@ import { t } from './i18n.js';
 import { openCamera } from './media.js';
 import { drawQr } from './qr.js';
 import { Tile } from './tiles.js';
+import { describe } from './timeline.js';
 
 const STATS_EVERY_MS = 1000;
 
-function summarise(data) {
-  if (!data || typeof data !== 'object') return '';
-  return Object.entries(data)
-    .filter(([, v]) => v !== null && (typeof v !== 'object'))
-    .slice(0, 4)
-    .map(([k, v]) => `${k}: ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(5) : v}`)
-    .join(' · ');
-}
 
 export class SessionView {
   constructor({ id, api, invites, onChange }) {
@@ -146,11 +139,11 @@ export class SessionView {
   addEvent(e) {
     if (!e || typeof e.seq !== 'number' || e.seq <= this.lastSeq) return;
     this.lastSeq = e.seq;
+    const { title, details } = describe(e, (id) => this.nameOf(id));
     const item = h('li', { class: 'timeline-item', dataset: { type: e.type, seq: String(e.seq) } },
       h('time', { datetime: e.ts, text: formatTime(e.ts) }),
-      h('span', { class: 'timeline-type', text: e.type }),
-      h('span', { class: 'timeline-actor muted', text: e.actor }),
-      h('span', { class: 'timeline-data muted small', text: summarise(e.data) }));
+      h('span', { class: 'timeline-title' }, title, ' ', h('code', { class: 'timeline-type', text: e.type })),
+      details ? h('span', { class: 'timeline-data muted small', text: details }) : null);
     const list = $('timeline');
     list.prepend(item);
     if (e.data && typeof e.data.to === 'string') this.setState(e.data.to);
@@ -158,6 +151,15 @@ export class SessionView {
       $('codes').prepend(h('li', { text: `${e.data.value} (${e.data.format || ''})` }));
       $('codes-panel').classList.add('has-items');
     }
+  }
+
+  nameOf(participantId) {
+    if (!participantId) return '';
+    const p = (this.call && this.call.participants.get(participantId))
+      || (this.detail.participants || []).find((x) => x.id === participantId);
+    if (!p) return '';
+    if (this.call && this.call.me && p.id === this.call.me.id) return t('you');
+    return p.name || t(`role_${p.role}`);
   }
 
   setState(state) {
@@ -210,7 +212,8 @@ export class SessionView {
     }
     if (p.name) {
       tile.nameEl.textContent = p.name;
-      if (p.role) tile.roleEl.textContent = t(`role_${p.role}`);
+      const roleText = p.role ? t(`role_${p.role}`) : '';
+      tile.roleEl.textContent = roleText === p.name ? '' : roleText;
     }
     if (p.online !== undefined) {
       tile.el.classList.toggle('offline', !p.online);

@@ -19,7 +19,8 @@ export class Tile {
     this.video = h('video', { autoplay: true, playsinline: true, class: 'tile-video' });
     if (self) this.video.muted = true;
     this.nameEl = h('span', { class: 'tile-name', text: label });
-    this.roleEl = h('span', { class: 'tile-role', text: role ? t(`role_${role}`) : '' });
+    const roleText = role ? t(`role_${role}`) : '';
+    this.roleEl = h('span', { class: 'tile-role', text: roleText === label ? '' : roleText });
     this.stateEl = h('span', { class: 'tile-state' });
     this.placeholder = h('div', { class: 'tile-placeholder', text: t('no_video') });
     this.figures = {
