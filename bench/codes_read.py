@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import zxingcpp
 
-from rtc_server.analysis.codes import ZxingReader
+from rtc_server.analysis.codes import HybridReader, ZxingReader
 
 FPS = 30
 PROFILES = ((640, 480, 1_000_000), (1280, 720, 2_500_000))
@@ -195,8 +195,17 @@ def analyser_reader(gray: np.ndarray) -> list[str]:
     return [d.value for d in _analyser_reader.read(gray)]
 
 
+_hybrid_reader = HybridReader(("qr_code", "ean_13", "code_128"))
+
+
+def hybrid_reader(gray: np.ndarray) -> list[str]:
+    """The analyser's zxing reader, plus OpenCV on EAN/UPC where zxing read no 1D code."""
+    return [d.value for d in _hybrid_reader.read(gray)]
+
+
 READERS: dict[str, Callable[[np.ndarray], list[str]]] = {
     "analyser (zxing, 1.5x <1000px)": analyser_reader,
+    "hybrid (analyser + opencv 1D)": hybrid_reader,
     "zxing-cpp": zxing_reader,
     "opencv QR+barcode": opencv_all,
     "opencv QRCodeDetector": opencv_qr,

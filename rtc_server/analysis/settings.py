@@ -54,7 +54,7 @@ class AnalyserSettings:
     confirm_reads_linear: int = 2
     # Code formats to read (snake_case names as in events), empty = every format the reader knows.
     formats: tuple[str, ...] = ("qr_code", "ean_13", "ean_8", "upc_a", "upc_e", "code_128", "code_39")
-    reader: Literal["zxing", "opencv"] = "zxing"
+    reader: Literal["zxing", "hybrid", "opencv"] = "zxing"
     still_format: StillFormat = "png"
     jpeg_quality: int = 92
     # How long snapshot() waits for the worker to decode the frames fed before the request.
@@ -70,7 +70,7 @@ class AnalyserSettings:
             raise ValueError("repeat_window_s must be >= 0 and snapshot_wait_s > 0")
         if self.confirm_reads_linear < 1:
             raise ValueError("confirm_reads_linear must be >= 1")
-        if self.reader not in ("zxing", "opencv"):
+        if self.reader not in ("zxing", "hybrid", "opencv"):
             raise ValueError(f"unknown reader {self.reader!r}")
         if self.still_format not in ("png", "jpeg"):
             raise ValueError(f"unknown still format {self.still_format!r}")
