@@ -79,6 +79,12 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_pdf(args: argparse.Namespace) -> int:
+    from signing import verify_pdf_main
+
+    return verify_pdf_main(args.file, args.trust or [], sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtc-server", description="Real-time video verification and signing"
@@ -102,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--config")
     add.add_argument("--data-dir")
     add.set_defaults(func=cmd_users_add)
+
+    verify_pdf = sub.add_parser("verify-pdf", help="check every signature and timestamp of a signed PDF")
+    verify_pdf.add_argument("file", help="the PDF")
+    verify_pdf.add_argument("--trust", action="append", help="PEM file of trusted root certificates")
+    verify_pdf.set_defaults(func=cmd_verify_pdf)
     return parser
 
 

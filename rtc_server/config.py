@@ -77,6 +77,31 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class SigningSection:
+    """The `[signing]` table. Key sources and the TSA stay raw tables here: `signing_config_from_mapping`
+    parses and checks them (unknown keys included) when the config is validated."""
+
+    organization: str = "rtc-server development"
+    trust_roots: list[str] = field(default_factory=list)
+    fetch_foreign_crls: bool = False
+    seal: dict[str, Any] = field(default_factory=dict)
+    issuing_ca: dict[str, Any] = field(default_factory=dict)
+    tsa: dict[str, Any] = field(default_factory=dict)
+
+    def as_mapping(self) -> dict[str, Any]:
+        """The table as `signing_config_from_mapping` reads it; empty sub-tables mean "not configured"."""
+        table: dict[str, Any] = {
+            "organization": self.organization,
+            "trust_roots": list(self.trust_roots),
+            "fetch_foreign_crls": self.fetch_foreign_crls,
+        }
+        for name in ("seal", "issuing_ca", "tsa"):
+            if getattr(self, name):
+                table[name] = dict(getattr(self, name))
+        return table
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -84,6 +109,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    signing: SigningSection = field(default_factory=SigningSection)
 
     @property
     def data_path(self) -> Path:
@@ -132,6 +158,10 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(key, f"expected a string, got {value!r}")
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"expected a table, got {value!r}")
+        return dict(value)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -247,3 +277,16 @@ def validate(config: Config) -> None:
             raise ConfigError(f"http.cors_origins[{i}]", f"not an origin: {origin!r}")
     if config.server.public_url and not config.server.public_url.startswith(("http://", "https://")):
         raise ConfigError("server.public_url", "must start with http:// or https://")
+    _validate_signing(config)
+
+
+def _validate_signing(config: Config) -> None:
+    # Parsed here too so that a typo in a key source fails at start, naming the key.
+    from signing import SigningConfigError, signing_config_from_mapping
+
+    try:
+        signing_config_from_mapping(
+            config.signing.as_mapping(), crl_base_url=config.base_url, base_dir=Path.cwd()
+        )
+    except SigningConfigError as exc:
+        raise ConfigError("signing", str(exc)) from None

@@ -14,7 +14,9 @@ from rtc_server.eventbus import EventBus
 from rtc_server.media import IceServer, MediaService, MediaSettings, PeerEvent
 from rtc_server.metrics import Metrics
 from rtc_server.sessions import SessionService
+from rtc_server.signing_flow import SigningFlow, open_signing_service
 from rtc_server.storage import Database, Repository, open_database
+from signing import SigningService
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ class Services:
     sessions: SessionService
     media: MediaService
     conference: Conference
+    signing: SigningService
+    signing_flow: SigningFlow
     ready: bool = False
 
 
@@ -57,6 +61,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
 
         media = MediaService(media_settings(config), on_peer_closed)
         conference = Conference(sessions, media)
+        signing = await open_signing_service(config)
         metrics = Metrics()
         metrics.watch_media(media)
         try:
@@ -70,6 +75,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
                 sessions=sessions,
                 media=media,
                 conference=conference,
+                signing=signing,
+                signing_flow=SigningFlow(sessions, conference, signing),
             )
         finally:
             await conference.close()

@@ -357,8 +357,12 @@ class SessionService:
         event_type: str,
         data: dict[str, Any],
         details: dict[str, Any] | None = None,
+        document: Document | None = None,
     ) -> Session:
-        """Apply `action` and append its event in one transaction; 409 when the state machine refuses."""
+        """Apply `action` and append its event in one transaction; 409 when the state machine refuses.
+
+        `document` (e.g. the signed contract) is stored in the same transaction, so a document row
+        exists exactly when the state change that produced it did."""
         actor = principal.actor if principal else "server"
         async with self.repo.write() as tx:
             session = (
@@ -376,6 +380,8 @@ class SessionService:
                 ended_at=now if target is State.ENDED else None,
                 details=merged if details else None,
             )
+            if document is not None:
+                await tx.insert_document(document)
             await self._event(
                 tx, session_id, event_type, actor, {**data, "from": session.state, "to": target.value}
             )

@@ -11,8 +11,10 @@ from rtc_server.api import (
     media_routes,
     middleware,
     ops_routes,
+    pki_routes,
     session_routes,
     signaling_routes,
+    signing_routes,
     web_routes,
 )
 from rtc_server.appkeys import CONFIG, SERVICES
@@ -34,6 +36,8 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(session_routes.routes)
     app.add_routes(media_routes.routes)
     app.add_routes(signaling_routes.routes)
+    app.add_routes(signing_routes.routes)
+    app.add_routes(pki_routes.routes)
     app.add_routes(web_routes.routes)
     return app
 
