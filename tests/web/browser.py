@@ -90,7 +90,28 @@ async def new_page(browser: Browser, viewport: ViewportSize, **options: Any) -> 
         ),
     )
     page.problems = problems  # type: ignore[attr-defined]
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    page.on("websocket", lambda ws: requested.append(ws.url))
+    context.requested = requested  # type: ignore[attr-defined]
     return context, page
+
+
+def requested_urls(context: BrowserContext) -> list[str]:
+    """Every URL the context asked for, WebSocket upgrades included."""
+    found: list[str] = context.requested  # type: ignore[attr-defined]
+    return found
+
+
+# Records the constraints of every getUserMedia call, to check which camera a page asks for.
+RECORD_CAMERA_REQUESTS = """
+window.__gum = [];
+const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = (constraints) => {
+  window.__gum.push(JSON.parse(JSON.stringify(constraints)));
+  return original(constraints);
+};
+"""
 
 
 def problems_of(page: Page) -> list[str]:

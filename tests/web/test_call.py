@@ -16,12 +16,14 @@ from playwright.async_api import Page
 from tests.web.browser import (
     DESKTOP,
     PHONE,
+    RECORD_CAMERA_REQUESTS,
     ServerFactory,
     chromium,
     create_inspection,
     new_page,
     officer_login,
     problems_of,
+    requested_urls,
     screenshot,
     start_site,
 )
@@ -84,7 +86,7 @@ async def test_officer_and_staff_see_and_hear_each_other(
 ) -> None:
     site = await start_site(aiohttp_server, tmp_path / "data")
     async with chromium() as browser:
-        _, officer = await new_page(browser, DESKTOP)
+        officer_context, officer = await new_page(browser, DESKTOP)
         await officer_login(officer, site)
         invite = await create_inspection(officer, "Cold store 2", [("SKU-1", "Frozen fish", "4")])
         await officer.get_by_role("button", name="Start camera and microphone").click()
@@ -98,10 +100,15 @@ async def test_officer_and_staff_see_and_hear_each_other(
             permissions=["geolocation"],
             geolocation=LOCATION,
         )
+        await context.add_init_script(RECORD_CAMERA_REQUESTS)
         await phone.goto(invite)
         await phone.get_by_role("button", name="Join now").click()
         await until("the phone to publish", lambda: _publishing(phone))
         staff_id = (await phone_state(phone))["participantId"]
+        # Staff start on the rear camera, to show the goods.
+        first_request = (await phone.evaluate("window.__gum"))[0]
+        assert first_request["video"]["facingMode"] == {"ideal": "environment"}
+        assert first_request["audio"] is True
 
         await assert_officer_receives(officer, staff_id)
         await assert_phone_receives(phone)
@@ -141,6 +148,18 @@ async def test_officer_and_staff_see_and_hear_each_other(
             )
             == "audio:false,video:false"
         )
+        # The switch button asks for the front camera and keeps publishing.
+        await phone.get_by_role("button", name="Switch").click()
+        await until("a second camera request", lambda: phone.evaluate("window.__gum.length >= 2"))
+        assert (await phone.evaluate("window.__gum[1]"))["video"]["facingMode"] == {"exact": "user"}
+        await assert_officer_receives(officer, staff_id)
+
+        # No token was ever part of a URL the browsers requested (so none in logs or Referer).
+        officer_token = await officer.evaluate("sessionStorage.getItem('rtc.officer.token')")
+        urls = requested_urls(context) + requested_urls(officer_context)
+        assert any("/ws" in u for u in urls) and any("/join/" in u for u in urls)
+        assert not [u for u in urls if "rtci_" in u or officer_token in u]
+
         # Ending the session ends it on the phone too.
         await officer.get_by_role("button", name="End session").click()
         await officer.locator("#confirm-dialog").get_by_role("button", name="End session").click()

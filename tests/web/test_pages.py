@@ -10,6 +10,7 @@ import pytest
 from tests.web.browser import (
     DESKTOP,
     PHONE,
+    RECORD_CAMERA_REQUESTS,
     ServerFactory,
     chromium,
     create_inspection,
@@ -106,7 +107,19 @@ async def test_officer_creates_a_signing_with_a_pdf(aiohttp_server: ServerFactor
         assert "/join/" in await page.locator("#invite-url").input_value()
         assert await page.locator("#signing-steps li").count() == 3
         assert await page.locator("#checklist-panel").is_hidden()
-        assert problems_of(page) == []
+        invite = await page.locator("#invite-url").input_value()
+
+        # The signer starts on the front camera and is not asked for a location.
+        context, phone = await new_page(browser, PHONE, is_mobile=True, has_touch=True)
+        await context.add_init_script(RECORD_CAMERA_REQUESTS)
+        await phone.goto(invite)
+        await phone.get_by_role("heading", name="Join your remote signing").wait_for()
+        assert await phone.locator("#tip-location").is_hidden()
+        await phone.get_by_role("button", name="Join now").click()
+        await phone.wait_for_function("window.__gum.length > 0")
+        assert (await phone.evaluate("window.__gum[0]"))["video"]["facingMode"] == {"ideal": "user"}
+        await page.locator("#timeline li[data-type='participant.joined']").wait_for()
+        assert problems_of(page) == [] and problems_of(phone) == []
 
 
 async def test_refused_camera_is_explained(aiohttp_server: ServerFactory, tmp_path: Path) -> None:

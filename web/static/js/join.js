@@ -22,7 +22,8 @@ const state = {
   joinClickedAt: null,
   locationSent: false,
 };
-window.__rtc = { state, snapshot };
+// Test and support hook: figures only, never the token.
+window.__rtc = { snapshot };
 
 // The invite token arrives in the fragment (never sent to the server); keep it for this tab only
 // and take it out of the address bar so it is not shared, bookmarked or shown over a shoulder.
@@ -229,6 +230,7 @@ async function snapshot() {
     connection: state.call ? state.call.state : 'none',
     publishing: Boolean(state.call && state.call.publisher && state.call.publisher.pc.connectionState === 'connected'),
     locationSent: state.locationSent,
+    facing: state.facing,
     remote: tile ? { videoWidth: tile.video.videoWidth, framesDecoded: s ? s.framesDecoded : 0, audioBytes: s ? s.audioBytes : 0 } : null,
   };
 }
