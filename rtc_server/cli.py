@@ -79,6 +79,15 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_recording(args: argparse.Namespace) -> int:
+    import recordings
+
+    argv = [args.path]
+    for trust in args.trust or []:
+        argv += ["--trust", trust]
+    return recordings.main(argv)
+
+
 def cmd_verify_pdf(args: argparse.Namespace) -> int:
     from signing import verify_pdf_main
 
@@ -108,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--config")
     add.add_argument("--data-dir")
     add.set_defaults(func=cmd_users_add)
+
+    verify = sub.add_parser("verify-recording", help="check a recording folder or evidence zip offline")
+    verify.add_argument(
+        "path", help="a recording folder (a track, a session's recordings) or an evidence zip"
+    )
+    verify.add_argument(
+        "--trust", action="append", help="PEM public key or certificate the manifests must use"
+    )
+    verify.set_defaults(func=cmd_verify_recording)
 
     verify_pdf = sub.add_parser("verify-pdf", help="check every signature and timestamp of a signed PDF")
     verify_pdf.add_argument("file", help="the PDF")

@@ -22,6 +22,7 @@ from rtc_server.errors import Conflict, Forbidden, NotFound
 from rtc_server.lifecycle import Action, State, is_active
 from rtc_server.media import MediaService, PeerEvent, PeerHandle
 from rtc_server.models import Participant, ParticipantRole, Session
+from rtc_server.recorder import RecordingService
 from rtc_server.sessions import FIELD_ROLE, SessionService
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,10 @@ class Room:
 
 
 class Conference:
-    def __init__(self, sessions: SessionService, media: MediaService) -> None:
+    def __init__(self, sessions: SessionService, media: MediaService, recorder: RecordingService) -> None:
         self.sessions = sessions
         self.media = media
+        self.recorder = recorder
         self._rooms: dict[str, Room] = defaultdict(Room)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._participant_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -83,6 +85,8 @@ class Conference:
         if participant.role not in PUBLISHING_ROLES:
             raise Forbidden(f"A {participant.role.value} watches only and cannot publish.")
         handle = await self.media.publish(session_id, participant.id, offer_sdp)
+        # Every published track is evidence: recording starts with the participant's first frame.
+        self.recorder.start(session_id, participant.id)
         room = self._rooms[session_id]
         room.publishing[participant.id] = handle.resource_id
         if client is not None:
@@ -168,9 +172,14 @@ class Conference:
     async def end(self, principal: Principal, session_id: str) -> Session:
         session = await self.sessions.end(principal, session_id)
         await self.media.end_session(session_id)
+        await self.recorder.stop_session(session_id)
         for client in list(self._rooms.get(session_id, Room()).clients):
             client.send({"type": "session", "state": session.state})
         return session
+
+    def record_later(self, session_id: str, event_type: str, data: dict[str, Any]) -> None:
+        """Append a server event from a synchronous callback (media, recorder)."""
+        self._spawn(self.sessions.record(session_id, event_type, "server", data))
 
     def on_peer_closed(self, event: PeerEvent) -> None:
         """Called by the media engine (synchronously) whenever a peer goes away."""
@@ -298,6 +307,7 @@ class Conference:
             for client in list(room.clients):
                 client.send({"type": "session", "state": "server_shutdown"})
         await self.media.close()
+        await self.recorder.close()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self._rooms.clear()

@@ -72,6 +72,11 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class RecordingConfig:
+    segment_duration_s: float = 4.0
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
 
@@ -108,6 +113,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
     log: LogConfig = field(default_factory=LogConfig)
     signing: SigningSection = field(default_factory=SigningSection)
 
@@ -135,6 +141,7 @@ _POSITIVE = {
     "auth.login_window_s",
     "http.max_document_bytes",
     "media.max_peers",
+    "recording.segment_duration_s",
 }
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
 

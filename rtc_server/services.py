@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+from recordings import ManifestSigner, RecorderConfig
 from rtc_server.accounts import AccountService
 from rtc_server.conference import Conference
 from rtc_server.config import Config
 from rtc_server.eventbus import EventBus
 from rtc_server.media import IceServer, MediaService, MediaSettings, PeerEvent
 from rtc_server.metrics import Metrics
+from rtc_server.recorder import RecordingService, load_or_create_key
 from rtc_server.sessions import SessionService
 from rtc_server.signing_flow import SigningFlow, open_signing_service
 from rtc_server.storage import Database, Repository, open_database
@@ -31,6 +35,7 @@ class Services:
     accounts: AccountService
     sessions: SessionService
     media: MediaService
+    recorder: RecordingService
     conference: Conference
     signing: SigningService
     signing_flow: SigningFlow
@@ -60,10 +65,26 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
                 conference.on_peer_closed(event)
 
         media = MediaService(media_settings(config), on_peer_closed)
-        conference = Conference(sessions, media)
-        signing = await open_signing_service(config)
         metrics = Metrics()
         metrics.watch_media(media)
+        key = await asyncio.to_thread(load_or_create_key, config.data_path / "keys" / "recording-key.pem")
+
+        def on_recording_event(session_id: str, event_type: str, data: dict[str, Any]) -> None:
+            if conference is not None:
+                conference.record_later(session_id, event_type, data)
+
+        recorder = RecordingService(
+            config.data_path / "recordings",
+            ManifestSigner(private_key=key),
+            media,
+            on_recording_event,
+            on_bytes=metrics.recording_bytes.inc,
+            config=RecorderConfig(segment_duration_s=config.recording.segment_duration_s),
+        )
+        # A crash leaves the segment being written open: seal or drop it before serving.
+        await asyncio.to_thread(recorder.recover_all)
+        conference = Conference(sessions, media, recorder)
+        signing = await open_signing_service(config)
         try:
             yield Services(
                 config=config,
@@ -74,6 +95,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
                 accounts=AccountService(repo, config.auth),
                 sessions=sessions,
                 media=media,
+                recorder=recorder,
                 conference=conference,
                 signing=signing,
                 signing_flow=SigningFlow(sessions, conference, signing),

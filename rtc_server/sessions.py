@@ -299,6 +299,10 @@ class SessionService:
         async with self.repo.read() as tx:
             return await tx.participant(participant_id)
 
+    async def documents(self, session_id: str) -> list[Document]:
+        async with self.repo.read() as tx:
+            return await tx.documents(session_id)
+
     async def participants(self, session_id: str) -> list[Participant]:
         async with self.repo.read() as tx:
             return await tx.participants(session_id)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from rtc_server.api import (
     auth_routes,
+    evidence_routes,
     media_routes,
     middleware,
     ops_routes,
@@ -35,6 +36,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(auth_routes.routes)
     app.add_routes(session_routes.routes)
     app.add_routes(media_routes.routes)
+    app.add_routes(evidence_routes.routes)
     app.add_routes(signaling_routes.routes)
     app.add_routes(signing_routes.routes)
     app.add_routes(pki_routes.routes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import datetime
@@ -174,7 +175,10 @@ async def list_sessions(request: web.Request) -> web.Response:
 @routes.get("/api/v1/sessions/{id}")
 async def session_detail(request: web.Request) -> web.Response:
     principal = await principal_of(request)
-    return web.json_response(await request.app[SERVICES].sessions.detail(principal, _session_id(request)))
+    services = request.app[SERVICES]
+    view = await services.sessions.detail(principal, _session_id(request))
+    view["recordings"] = await asyncio.to_thread(services.recorder.describe, view["id"])
+    return web.json_response(view)
 
 
 @routes.post("/api/v1/sessions/{id}/invites")
