@@ -3,6 +3,8 @@
 // it watches. Reconnects by itself with backoff after a network loss, then publishes again.
 import { completeOffer, toIceServers } from './rtc.js';
 
+// Roles the server lets publish (rtc_server/conference.py); observers only watch.
+const PUBLISHING_ROLES = new Set(['officer', 'staff', 'signer']);
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 const MAX_BACKOFF_MS = 10000;
 const PING_EVERY_MS = 10000;
@@ -40,6 +42,7 @@ export class CallClient extends EventTarget {
     this.retryTimer = null;
     this.pingTimer = null;
     this.lastHeard = 0;
+    this.publishedAt = null;
     this.onOnline = () => {
       if (this.closed || !this.retryTimer) return;
       clearTimeout(this.retryTimer);
@@ -234,15 +237,16 @@ export class CallClient extends EventTarget {
     this.emit('ended', null);
   }
 
-  // Watch whoever publishes; stop watching whoever stops or leaves. A participant that publishes
-  // again (a reload, a reconnect) gets a fresh subscription.
+  // Watch everyone who is online and may publish, from the moment they join: the server binds a
+  // subscription to the participant, so media flows as soon as they publish, without waiting for
+  // their "publishing" presence and one more negotiation. Whoever leaves is dropped; whoever comes
+  // back (a reload, a reconnect) gets a fresh subscription.
   reconcile(p, before) {
     if (!this.receiveMedia || !this.me || p.id === this.me.id) return;
-    const live = p.online && p.publishing;
-    const wasLive = before ? before.online && before.publishing : false;
+    const watchable = p.online && (p.publishing || PUBLISHING_ROLES.has(p.role));
     const have = this.remotes.has(p.id);
-    if (live && (!have || (before && !wasLive))) this.subscribe(p.id);
-    else if (!live && have) this.dropRemote(p.id, true);
+    if (watchable && (!have || (before && !before.online))) this.subscribe(p.id);
+    else if (!p.online && have) this.dropRemote(p.id, true);
   }
 
   async subscribe(participantId) {
@@ -294,6 +298,7 @@ export class CallClient extends EventTarget {
       pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
     }
     pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState === 'connected' && this.publisher === pub) this.publishedAt = Date.now();
       this.emit('publisher-state', pc.connectionState);
       // A dead media path with a live-looking socket: start over, which publishes again.
       if (pc.connectionState === 'failed' && this.publisher === pub) this.restart();

@@ -106,7 +106,8 @@ function startCall() {
   call.addEventListener('remote', (e) => {
     const tile = remoteTile(e.detail.participantId);
     tile.attach(e.detail.stream, e.detail.pc);
-    show($('remote-waiting'), false);
+    // Subscribed on joining: the picture may come later, when the officer's camera starts.
+    tile.video.addEventListener('loadeddata', () => show($('remote-waiting'), false), { once: true });
   });
   call.addEventListener('remote-removed', (e) => {
     if (state.remoteTile && e.detail.participantId === state.remoteId) {
@@ -227,6 +228,7 @@ async function snapshot() {
   return {
     participantId: state.me && state.me.participant_id,
     joinClickedAt: state.joinClickedAt,
+    publishedAt: state.call ? state.call.publishedAt : null,
     connection: state.call ? state.call.state : 'none',
     publishing: Boolean(state.call && state.call.publisher && state.call.publisher.pc.connectionState === 'connected'),
     locationSent: state.locationSent,
