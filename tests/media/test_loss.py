@@ -10,10 +10,10 @@ from tests.media.media_clients import answer, is_ordered_subsequence, publisher_
 
 
 def drop_first_copy_of_every_nth(
-    dtls_transport: Any, payload_type: int, n: int, copies: int = 1
+    dtls_transport: Any, payload_type: int, n: int, copies: int = 1, start_after: int = 0
 ) -> list[int]:
     """Drop the first `copies` copies of every n-th RTP packet of one payload type arriving at a DTLS
-    transport (copies=2 also loses the first retransmission).
+    transport (copies=2 also loses the first retransmission), sparing the first `start_after` packets.
 
     Dropped before SRTP (whose header is in the clear), as a network would: dropping after decryption
     would make SRTP's replay check reject the retransmission of a packet it already saw.
@@ -21,11 +21,14 @@ def drop_first_copy_of_every_nth(
     dropped: list[int] = []
     ice_transport = dtls_transport.transport
     original = ice_transport._recv
+    seen = 0
 
     async def lossy_recv() -> bytes:
+        nonlocal seen
         while True:
             data: bytes = await original()
-            if len(data) >= 12 and 128 <= data[0] <= 191 and not 192 <= data[1] <= 223:
+            seen += 1
+            if seen > start_after and len(data) >= 12 and 128 <= data[0] <= 191 and not 192 <= data[1] <= 223:
                 seq = int.from_bytes(data[2:4], "big")
                 if data[1] & 0x7F == payload_type and seq % n == 0 and dropped.count(seq) < copies:
                     dropped.append(seq)
@@ -49,13 +52,17 @@ async def test_lost_packets_on_both_hops_are_retransmitted_not_forwarded_broken(
     server_peer = media._peers[handle.resource_id]
     pt_in = video_payload_type(handle.answer_sdp)
     dropped_in = drop_first_copy_of_every_nth(
-        server_peer.pc.getTransceivers()[0].receiver.transport, pt_in, 7
+        server_peer.pc.getTransceivers()[0].receiver.transport, pt_in, 7, start_after=10
     )
     await answer(pub.pc, handle.answer_sdp)
     viewer, voffer = await viewer_client(("video",))
     vhandle = await media.subscribe("s1", "officer", voffer)
     pt_out = video_payload_type(vhandle.answer_sdp)
-    dropped_out = drop_first_copy_of_every_nth(viewer.pc.getTransceivers()[0].receiver.transport, pt_out, 11)
+    # The viewer-side check runs after aiortc's own jitter buffer, which would hand on a keyframe
+    # missing its first packet if the very first packets were lost: spare the start.
+    dropped_out = drop_first_copy_of_every_nth(
+        viewer.pc.getTransceivers()[0].receiver.transport, pt_out, 11, start_after=30
+    )
     await answer(viewer.pc, vhandle.answer_sdp)
     try:
         video = await viewer.wait_frames("video", 60)
@@ -82,7 +89,7 @@ async def test_a_lost_retransmission_is_asked_for_again_in_time(media: MediaServ
     server_peer = media._peers[handle.resource_id]
     pt_in = video_payload_type(handle.answer_sdp)
     transport = server_peer.pc.getTransceivers()[0].receiver.transport
-    dropped = drop_first_copy_of_every_nth(transport, pt_in, 60, copies=2)
+    dropped = drop_first_copy_of_every_nth(transport, pt_in, 25, copies=2, start_after=10)
     await answer(pub.pc, handle.answer_sdp)
     viewer, voffer = await viewer_client(("video",))
     vhandle = await media.subscribe("s1", "officer", voffer)
@@ -90,7 +97,7 @@ async def test_a_lost_retransmission_is_asked_for_again_in_time(media: MediaServ
     try:
         video = await viewer.wait_frames("video", 60)
         assert pub.video is not None
-        assert len(set(dropped)) >= 2 and len(dropped) == 2 * len(set(dropped))
+        assert sum(1 for seq in set(dropped) if dropped.count(seq) == 2) >= 2, dropped
         assert is_ordered_subsequence([f.data for f in video], pub.video.sent)
         assert media.stats().frames_abandoned == 0
     finally:
