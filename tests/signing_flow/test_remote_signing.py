@@ -7,8 +7,10 @@ signed PDF is checked by pyhanko, poppler's pdfsig and `rtc-server verify-pdf`.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,10 @@ from tests.support import Api, assert_error
 pytestmark = pytest.mark.slow
 
 
+def _seconds(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
 def _url(sid: str, step: str) -> str:
     return f"/api/v1/signings/{sid}/{step}"
 
@@ -43,6 +49,7 @@ async def test_remote_signing_end_to_end(api: Api, tmp_path: Path) -> None:
     created = await api.create_signing()
     sid = created["id"]
     signer = created["invites"]["signer"]
+    signer_id = signer["participant_id"]
     officer = api.officer
     observer = (
         await (
@@ -177,6 +184,22 @@ async def test_remote_signing_end_to_end(api: Api, tmp_path: Path) -> None:
     text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
     assert "Consent given" in text and "Identity confirmed on video" in text
     assert "47.37690, 8.54170" in text
+    for name in ("audit-trail.json", "signing-evidence.json"):
+        subprocess.run(["pdfdetach", "-savefile", name, "-o", str(tmp_path / name), str(path)], check=True)
+    embedded_trail = json.loads((tmp_path / "audit-trail.json").read_text())
+    evidence = json.loads((tmp_path / "signing-evidence.json").read_text())
+    assert verify_chain(embedded_trail) is None and embedded_trail[-1]["type"] == "signing.started"
+    assert evidence["audit_trail_head"] == embedded_trail[-1]["hash"]
+    assert evidence["consent"]["media_time_s"] == consent["media_time_s"]
+    assert evidence["signer"]["id_number_masked"].endswith("1234") and "id_number" not in evidence["signer"]
+    # Media time = seconds since the signer's first publish (the recorder's clock base).
+    first_publish = next(
+        e
+        for e in embedded_trail
+        if e["type"] == "media.published" and e["data"]["participant_id"] == signer_id
+    )
+    elapsed = _seconds(consent["at"]) - _seconds(first_publish["ts"])
+    assert abs(consent["media_time_s"] - elapsed) < 0.01
 
     detail = await (await api.client.get(f"/api/v1/sessions/{sid}", headers=api.auth(officer))).json()
     assert detail["state"] == "signed"
@@ -193,6 +216,8 @@ async def test_remote_signing_end_to_end(api: Api, tmp_path: Path) -> None:
         < types.index("signing.consent_given")
         < types.index("signing.signed")
     )
+    signed_event = next(e for e in trail if e["type"] == "signing.signed")
+    assert signed_event["data"]["evidence_head"] == evidence["audit_trail_head"]
     consent_event = next(e for e in trail if e["type"] == "signing.consent_given")
     assert consent_event["data"]["media_time_s"] == consent["media_time_s"]
     assert consent_event["actor"] == f"participant:{signer['participant_id']}"
