@@ -248,7 +248,8 @@ class SigningFlow:
         )
         async with self.sessions.repo.read() as tx:
             trail = await tx.events(sid)
-        request = self._request(session, officer, original, trail, tracks, manifests)
+        # Serialising a long trail is CPU work like the signing itself: both off the loop.
+        request = await asyncio.to_thread(self._request, session, officer, original, trail, tracks, manifests)
         pdf = await asyncio.to_thread(Path(original.path).read_bytes)
         consent = session.details.get("consent") or {}
         if consent.get("handwritten_signature_sha256"):
