@@ -26,6 +26,7 @@ import aioice.ice
 import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.rtp import RTCP_PSFB_APP, AnyRtcpPacket, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 
 from .assembler import AudioAssembler, VideoAssembler
 from .errors import UnsupportedAiortc
@@ -234,8 +235,13 @@ def install_receiver_tap(
     counters: MediaCounters,
     reorder_wait_s: float,
     nack_retry_interval_s: float,
+    bitrate_limit: Callable[[], int | None] | None = None,
 ) -> ReceiverTap:
-    """Replace the receiver's jitter buffer by a ReceiverTap; call after the answer is created."""
+    """Replace the receiver's jitter buffer by a ReceiverTap; call after the answer is created.
+
+    bitrate_limit() (the viewers' lowest estimate) caps the REMB aiortc sends to the publisher, so the
+    publisher encodes for the weakest viewer rather than for the server's own link.
+    """
     receiver = transceiver.receiver
     if not hasattr(receiver, _JITTER_BUFFER_ATTR) or not hasattr(receiver, _RECEIVER_KIND_ATTR):
         raise UnsupportedAiortc("RTCRtpReceiver no longer has the jitter buffer this tap replaces")
@@ -252,6 +258,27 @@ def install_receiver_tap(
         await original_nack(media_ssrc, lost)
 
     setattr(receiver, "_send_rtcp_nack", counting_nack)  # noqa: B010 - instance override
+
+    if bitrate_limit is not None:
+        original_send = receiver._send_rtcp
+
+        async def capped_send(packet: AnyRtcpPacket) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                limit = bitrate_limit()
+                if limit is not None:
+                    with contextlib.suppress(ValueError):
+                        bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                        if limit < bitrate:
+                            counters.remb_capped += 1
+                            packet = RtcpPsfbPacket(
+                                fmt=RTCP_PSFB_APP,
+                                ssrc=packet.ssrc,
+                                media_ssrc=packet.media_ssrc,
+                                fci=pack_remb_fci(limit, ssrcs),
+                            )
+            await original_send(packet)
+
+        setattr(receiver, "_send_rtcp", capped_send)  # noqa: B010 - instance override
     tap.start()
     return tap
 
@@ -260,9 +287,13 @@ def install_receiver_tap(
 
 
 def hook_sender(
-    sender: RTCRtpSender, on_keyframe_request: Callable[[], None], counters: MediaCounters
+    sender: RTCRtpSender,
+    on_keyframe_request: Callable[[], None],
+    counters: MediaCounters,
+    on_bitrate_estimate: Callable[[int], None] | None = None,
 ) -> None:
-    """Relay a viewer's PLI/FIR to the publisher and count the NACKs the sender answers."""
+    """Relay a viewer's PLI/FIR to the publisher, count the NACKs the sender answers and report the
+    viewer's REMB (bits per second) for this sender's stream."""
 
     def keyframe_requested() -> None:
         counters.plis_received += 1
@@ -276,3 +307,16 @@ def hook_sender(
         await original_retransmit(sequence_number)
 
     setattr(sender, "_retransmit", counting_retransmit)  # noqa: B010 - instance override
+
+    if on_bitrate_estimate is not None:
+        original_rtcp = sender._handle_rtcp_packet
+
+        async def rtcp_with_remb(packet: AnyRtcpPacket) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                with contextlib.suppress(ValueError):
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                    if sender._ssrc in ssrcs:
+                        on_bitrate_estimate(bitrate)
+            await original_rtcp(packet)
+
+        setattr(sender, "_handle_rtcp_packet", rtcp_with_remb)  # noqa: B010 - instance override

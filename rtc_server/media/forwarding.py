@@ -124,6 +124,8 @@ class ForwardTrack(MediaStreamTrack):
         self._inflight_at: float | None = None
         self._inflight_bytes = 0
         self.frames_sent = 0
+        # The viewer's latest REMB for this stream (bits per second), if it sent one.
+        self.bitrate_estimate: int | None = None
 
     def set_codec(self, codec: str, clock_rate: int) -> None:
         self.codec = codec
@@ -214,8 +216,16 @@ class ForwardTrack(MediaStreamTrack):
 class TrackSlot:
     """One published track of one participant in one session, independent of peer connections."""
 
-    def __init__(self, kind: str, counters: MediaCounters, keyframe_min_interval_s: float) -> None:
+    def __init__(
+        self,
+        kind: str,
+        counters: MediaCounters,
+        keyframe_min_interval_s: float,
+        bitrate_floor_bps: int | None = None,
+    ) -> None:
         self.kind = kind
+        # None: viewers' estimates are not relayed to the publisher.
+        self._bitrate_floor = bitrate_floor_bps
         self.codec: str | None = None
         self.clock_rate = 0
         self.viewers: set[ForwardTrack] = set()
@@ -266,6 +276,13 @@ class TrackSlot:
         self.viewers.discard(viewer)
         if viewer.slot is self:
             viewer.slot = None
+
+    def viewer_bitrate_limit(self) -> int | None:
+        """The lowest REMB among this slot's viewers, never below the floor; None if none reported."""
+        if self._bitrate_floor is None:
+            return None
+        estimates = [v.bitrate_estimate for v in self.viewers if v.bitrate_estimate is not None]
+        return max(self._bitrate_floor, min(estimates)) if estimates else None
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe; coalesced and rate-limited by the slot's task."""

@@ -186,6 +186,7 @@ class PublisherPeer(Peer):
             self._counters,
             self._settings.reorder_wait_s,
             self._settings.nack_retry_interval_s,
+            bitrate_limit=slot.viewer_bitrate_limit if transceiver.kind == "video" else None,
         )
         tap.on_keyframe_wanted(slot.request_keyframe)
         codec = negotiated_codec(transceiver)
@@ -242,7 +243,12 @@ class ViewerPeer(Peer):
             track = ForwardTrack(media.kind, size, self._counters)
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(media.kind, (chosen,)))
-            hook_sender(transceiver.sender, self._keyframe_requester(track), self._counters)
+            hook_sender(
+                transceiver.sender,
+                self._keyframe_requester(track),
+                self._counters,
+                on_bitrate_estimate=self._estimate_recorder(track),
+            )
             self.tracks[media.kind] = track
         answer = await self._negotiate(offer, description)
         for transceiver in self.pc.getTransceivers():
@@ -258,6 +264,13 @@ class ViewerPeer(Peer):
                 track.slot.request_keyframe()
 
         return request
+
+    @staticmethod
+    def _estimate_recorder(track: ForwardTrack) -> Callable[[int], None]:
+        def record(bitrate: int) -> None:
+            track.bitrate_estimate = bitrate
+
+        return record
 
     def last_activity(self) -> float | None:
         return None

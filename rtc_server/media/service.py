@@ -307,7 +307,12 @@ class MediaService:
     def _slot(self, session: _SessionMedia, participant_id: str, kind: str) -> TrackSlot:
         slot = session.slots.get((participant_id, kind))
         if slot is None:
-            slot = TrackSlot(kind, self.counters, self.settings.keyframe_min_interval_s)
+            slot = TrackSlot(
+                kind,
+                self.counters,
+                self.settings.keyframe_min_interval_s,
+                self.settings.viewer_bitrate_floor_bps,
+            )
             session.slots[(participant_id, kind)] = slot
         return slot
 

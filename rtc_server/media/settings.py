@@ -68,6 +68,9 @@ class MediaSettings:
     reorder_wait_s: float = 0.25
     # While a frame waits for a lost packet, NACK it again this often (aiortc asks only once).
     nack_retry_interval_s: float = 0.06
+    # Relay the lowest viewer bandwidth estimate (REMB) to the publisher, never asking for less than
+    # this (the recording shares the publisher's stream). None: do not relay.
+    viewer_bitrate_floor_bps: int | None = 300_000
     # aioice never offers 127.0.0.1; a host candidate on loopback lets peers on the same machine
     # connect when no other interface exists (tests, development). Harmless for remote peers.
     loopback_candidates: bool = True
@@ -86,6 +89,8 @@ class MediaSettings:
                 raise ValueError(f"{name} must be positive")
         if self.keyframe_min_interval_s < 0:
             raise ValueError("keyframe_min_interval_s must not be negative")
+        if self.viewer_bitrate_floor_bps is not None and self.viewer_bitrate_floor_bps <= 0:
+            raise ValueError("viewer_bitrate_floor_bps must be positive (or None)")
         if min(self.viewer_video_queue, self.viewer_audio_queue, self.tap_queue) < 1:
             raise ValueError("queue sizes must be at least 1")
         if not self.video_codecs or any(c not in _KNOWN_VIDEO_CODECS for c in self.video_codecs):

@@ -61,6 +61,7 @@ class MediaCounters:
         self.plis_received = 0
         self.nacks_sent = 0
         self.nacks_received = 0
+        self.remb_capped = 0
         self.tap_frames_dropped = 0
         self.peers_closed_dead = 0
         self.forward_delay = DelayHistogram()
@@ -83,6 +84,7 @@ class MediaCounters:
             plis_received=self.plis_received,
             nacks_sent=self.nacks_sent,
             nacks_received=self.nacks_received,
+            remb_capped=self.remb_capped,
             tap_frames_dropped=self.tap_frames_dropped,
             peers_closed_dead=self.peers_closed_dead,
             forward_delay_buckets=tuple(zip(DELAY_BUCKETS_S, _cumulative(h.counts), strict=False)),
@@ -126,6 +128,7 @@ class MediaStats:
     plis_received: int
     nacks_sent: int
     nacks_received: int
+    remb_capped: int
     tap_frames_dropped: int
     peers_closed_dead: int
     forward_delay_buckets: tuple[tuple[float, int], ...] = field(default=())

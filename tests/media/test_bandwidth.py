@@ -1,0 +1,84 @@
+"""The publisher is told the weakest viewer's bandwidth (REMB), bounded below by the floor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+
+from rtc_server.media import MediaService, MediaSettings
+from rtc_server.media.forwarding import TrackSlot
+from rtc_server.media.stats import MediaCounters
+from tests.media.media_clients import answer, publisher_client, viewer_client, wait_until
+
+
+def record_rembs(sender: Any) -> list[int]:
+    seen: list[int] = []
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            if sender._ssrc in ssrcs:
+                seen.append(bitrate)
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle
+    return seen
+
+
+async def test_lowest_viewer_estimate_reaches_the_publisher() -> None:
+    media = MediaService(MediaSettings(viewer_bitrate_floor_bps=150_000))
+    pub, offer = await publisher_client("VP8", audio=False)
+    rembs = record_rembs(pub.pc.getTransceivers()[0].sender)
+    viewers = []
+    try:
+        handle = await media.publish("s1", "staff", offer)
+        await answer(pub.pc, handle.answer_sdp)
+        await wait_until(lambda: len(rembs) >= 1, within=5)
+        assert max(rembs) > 200_000, "the server's own estimate on loopback is high"
+        for i, estimate in enumerate((900_000, 200_000)):
+            viewer, voffer = await viewer_client(("video",))
+            viewers.append(viewer)
+            vhandle = await media.subscribe("s1", f"v{i}", voffer)
+            await answer(viewer.pc, vhandle.answer_sdp)
+            await viewer.wait_frames("video", 3)
+            receiver = viewer.pc.getReceivers()[0]
+            media_ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))  # type: ignore[attr-defined]
+            rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+            remb = RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(estimate, [media_ssrc])
+            )
+            await receiver._send_rtcp(remb)
+        count = len(rembs)
+        await wait_until(lambda: len(rembs) > count + 1, within=5)
+        assert rembs[-1] <= 200_000 and rembs[-1] >= 150_000, rembs[-5:]
+        assert media.stats().remb_capped >= 1
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await pub.close()
+        await media.close()
+
+
+async def test_viewer_bitrate_limit_rules() -> None:
+    counters = MediaCounters()
+    slot = TrackSlot("video", counters, 0.5, bitrate_floor_bps=300_000)
+    off = TrackSlot("video", counters, 0.5, bitrate_floor_bps=None)
+    from rtc_server.media.forwarding import ForwardTrack
+
+    a, b = ForwardTrack("video", 4, counters), ForwardTrack("video", 4, counters)
+    for track in (a, b):
+        slot.add_viewer(track)
+        off.add_viewer(track)
+    assert slot.viewer_bitrate_limit() is None
+    a.bitrate_estimate = 2_000_000
+    b.bitrate_estimate = 800_000
+    assert slot.viewer_bitrate_limit() == 800_000
+    b.bitrate_estimate = 100_000
+    assert slot.viewer_bitrate_limit() == 300_000
+    assert off.viewer_bitrate_limit() is None
+    slot.remove_viewer(b)
+    assert slot.viewer_bitrate_limit() == 2_000_000
+    await slot.close()
+    await off.close()
