@@ -1,8 +1,13 @@
 """StreamAnalyser: the facade the server wires between a media tap and the sessions service.
 
     analyser = StreamAnalyser("VP8", checklist=["4006381333931"], on_event=publish,
-                              request_keyframe=lambda: media.request_keyframe(sid, pid))
-    async for frame in tap:          # rtc_server.media EncodedFrameTap
+                              request_keyframe=lambda: media.request_keyframe(sid, pid),
+                              clock_base=recording_clock_base)   # media times match the recording
+    dropped = tap.dropped
+    async for frame in tap:          # rtc_server.media EncodedFrameTap (video)
+        if tap.dropped != dropped:   # the tap lost frames: the decoder must resync on a keyframe
+            dropped = tap.dropped
+            analyser.notify_gap()
         analyser.feed(frame)         # never blocks: decoding happens in the worker thread
     still = await analyser.snapshot()
     await analyser.close()

@@ -26,6 +26,7 @@ import av
 
 from .codes import CodeReader
 from .decoder import EncodedVideoFrame, FrameDecoder, luma
+from .errors import UnsupportedCodec
 from .events import Detection, HintName
 from .quality import QualityMonitor, measure
 from .settings import AnalyserSettings
@@ -194,6 +195,14 @@ class AnalysisWorker:
     def _handle(self, seq: int, frame: EncodedVideoFrame, media_time: float, gap: bool, backlog: int) -> None:
         if gap:
             self._decoder.gap()
+        codec = getattr(frame, "codec", None)
+        if isinstance(codec, str) and codec.lower() != self._decoder.codec:
+            # The tap outlives publisher reconnects, and a reconnected phone may pick another codec.
+            try:
+                self._decoder = FrameDecoder(codec)
+            except UnsupportedCodec:
+                self.stats.frames_skipped += 1
+                return
         errors_before = self._decoder.errors
         t0 = time.perf_counter()
         pictures = self._decoder.decode(frame.data, frame.keyframe)

@@ -256,3 +256,18 @@ async def test_dark_and_frozen_hints_through_the_analyser() -> None:
         first = next(e for e in events if isinstance(e, QualityHint))
         assert first.data()["message"]["en"].startswith("More light")
         assert 1.0 <= first.media_time < 2.0
+
+
+async def test_codec_change_across_a_publisher_reconnect() -> None:
+    img = scene(W, H)
+    vp8 = to_encoded_frames(encode_clip([img] * 5))
+    h264 = to_encoded_frames(encode_clip([img] * 5, codec=H264), codec=H264, start_ts=123)
+    audio = EncodedFrame(b"\xfc\xff\xfe", 5, True, "opus", 48000, 0.0, vp8[-1].wallclock)
+    async with StreamAnalyser(VP8) as analyser:
+        for frame in [*vp8, audio, *h264]:
+            analyser.feed(frame)
+        await drained(analyser, 11)
+        stats = analyser.stats()
+        assert stats.frames_decoded == 10 and stats.decode_errors == 0 and stats.frames_skipped == 1
+        still = await analyser.snapshot()
+        assert (still.width, still.height) == (W, H)
