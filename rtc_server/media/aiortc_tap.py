@@ -183,7 +183,11 @@ class ReceiverTap:
         """JitterBuffer.add's contract: (pli_flag, frame). Keyframe requests go through the slot instead."""
         now = time.monotonic()
         self.packets += 1
-        self._ssrc = packet.ssrc
+        if packet.ssrc != self._ssrc:
+            if self._ssrc is not None:
+                # A new SSRC (the publisher restarted its encoder): nothing before it applies.
+                self._assembler.reset()
+            self._ssrc = packet.ssrc
         self.last_rtp_at = now
         assembler = self._assembler
         frames, want_keyframe = assembler.add(packet, now, time.time())

@@ -18,6 +18,8 @@ from .frames import H264, VP8, EncodedFrame, h264_payload_starts_keyframe, is_ke
 
 # More buffered packets than this means something is badly wrong (a huge gap): start over.
 MAX_PENDING_PACKETS = 1024
+# A packet this far behind what was already released is not late: the sender restarted its numbering.
+MAX_MISORDER = 1000
 
 
 class RtpLike(Protocol):
@@ -35,6 +37,10 @@ def _seq_after(a: int, b: int) -> bool:
     return a != b and ((a - b) & 0xFFFF) < 0x8000
 
 
+def _far_behind(seq: int, reference: int) -> bool:
+    return ((reference - seq) & 0xFFFF) > MAX_MISORDER
+
+
 class AudioAssembler:
     """Audio: every packet is a frame; late or duplicate packets are dropped (no reordering delay)."""
 
@@ -43,9 +49,13 @@ class AudioAssembler:
         self.clock_rate = clock_rate
         self._last_seq: int | None = None
 
+    def reset(self) -> None:
+        self._last_seq = None
+
     def add(self, packet: RtpLike, now: float, wallclock: float) -> tuple[list[EncodedFrame], bool]:
         seq = packet.sequence_number
-        if self._last_seq is not None and not _seq_after(seq, self._last_seq):
+        last = self._last_seq
+        if last is not None and not _seq_after(seq, last) and not _far_behind(seq, last):
             return [], False
         self._last_seq = seq
         data = packet._data
@@ -86,7 +96,9 @@ class VideoAssembler:
         seq = packet.sequence_number
         expected = self._expected
         if expected is not None and seq != expected and _seq_after(expected, seq):
-            return [], False  # late retransmission or duplicate of something already released
+            if not _far_behind(seq, expected):
+                return [], False  # late retransmission or duplicate of something already released
+            self.reset()  # the sender restarted its sequence numbers: resynchronise on a keyframe
         highest = self._highest
         if highest is None or _seq_after(seq, highest):
             if highest is not None and seq != (highest + 1) & 0xFFFF:
@@ -120,6 +132,14 @@ class VideoAssembler:
         else:
             self._stalled_since = None
         return out, False
+
+    def reset(self) -> None:
+        """Forget everything (new SSRC, renumbered stream): wait for the next keyframe."""
+        self._packets.clear()
+        self._expected = None
+        self._stalled_since = None
+        self._highest = None
+        self.new_gap = False
 
     def missing(self, limit: int = 64) -> list[int]:
         """Sequence numbers still needed to release the next frame(s), oldest first."""

@@ -178,3 +178,19 @@ def test_missing_lists_the_holes_before_the_newest_packet() -> None:
     assert asm.new_gap
     assert asm.missing() == [1, 2, 3]
     assert asm.missing(limit=2) == [1, 2]
+
+
+def test_renumbered_stream_resynchronises_instead_of_dropping_everything_as_late() -> None:
+    asm = VideoAssembler("VP8")
+    feed(asm, vp8_frame(30000, 0, VP8_KEY + b"a" * 10))
+    # The sender restarts far "behind" (new SSRC or encoder restart): not late packets, a new stream.
+    out, _ = feed(asm, vp8_frame(100, 500, VP8_DELTA + b"b" * 10))
+    assert out == [] and not asm.synchronised
+    key = VP8_KEY + b"z" * 10
+    out, _ = feed(asm, vp8_frame(103, 3500, key))
+    assert out == [key]
+    audio = AudioAssembler("opus", 48000)
+    audio.add(Pkt(40000, 0, 0, b"a", b"a"), 0.0, 0.0)
+    out2, _ = audio.add(Pkt(5, 960, 0, b"b", b"b"), 0.0, 0.0)
+    assert [f.data for f in out2] == [b"b"]
+    assert audio.add(Pkt(4, 0, 0, b"c", b"c"), 0.0, 0.0)[0] == []

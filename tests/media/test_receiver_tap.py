@@ -46,3 +46,17 @@ async def test_nacks_are_retried_until_the_hole_is_filled() -> None:
     finally:
         await tap.stop()
     assert tap._retry_task is None
+
+
+async def test_new_ssrc_resets_the_assembler() -> None:
+    frames: list[EncodedFrame] = []
+    tap = ReceiverTap(FakeReceiver(), "VP8", 90000, frames.append, MediaCounters(), 1.0, 0.02)  # type: ignore[arg-type]
+    for p in vp8_frame(5000, 0, VP8_KEY + b"k" * 30):
+        tap.add(p)
+    # Same numbers range ahead but a half-received frame is pending from the old SSRC.
+    tap.add(vp8_frame(5003, 3000, VP8_DELTA + b"x" * 30)[0])
+    new_key = VP8_KEY + b"n" * 30
+    for p in vp8_frame(5004, 90, new_key):
+        p.ssrc = 2
+        tap.add(p)
+    assert [f.data for f in frames][-1] == new_key
