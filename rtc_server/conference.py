@@ -171,11 +171,14 @@ class Conference:
 
     async def end(self, principal: Principal, session_id: str) -> Session:
         session = await self.sessions.end(principal, session_id)
+        await self.close_media(session_id)
+        return session
+
+    async def close_media(self, session_id: str) -> None:
+        """After a session ended (by the officer, or a rejected identity): no more media, and every
+        recording sealed. Clients hear of the end from the trail's state change."""
         await self.media.end_session(session_id)
         await self.recorder.stop_session(session_id)
-        for client in list(self._rooms.get(session_id, Room()).clients):
-            client.send({"type": "session", "state": session.state})
-        return session
 
     def record_later(self, session_id: str, event_type: str, data: dict[str, Any]) -> None:
         """Append a server event from a synchronous callback (media, recorder)."""

@@ -6,7 +6,6 @@ No HTTP here: handlers validate transport concerns and call this service with pl
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
@@ -34,6 +33,7 @@ from rtc_server.models import (
 )
 from rtc_server.storage import Repository
 from rtc_server.storage.repository import Tx
+from signing import id_number_hash
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +141,10 @@ class SessionService:
         if signer.id_number:
             # The ID number is kept only as a salted hash (and its last digits for the officer to
             # recognise): the one-shot certificate will carry the hash, never the number.
-            salt = secrets.token_hex(16)
+            salt = secrets.token_bytes(16)
             signer_view["id_number_masked"] = _mask(signer.id_number)
-            signer_view["id_number_salt"] = salt
-            signer_view["id_number_sha256"] = hashlib.sha256((salt + signer.id_number).encode()).hexdigest()
+            signer_view["id_number_salt"] = salt.hex()
+            signer_view["id_number_sha256"] = id_number_hash(signer.id_number, salt)
         session = Session(
             id=_new_id("ses"),
             kind=SessionKind.SIGNING,

@@ -179,13 +179,8 @@ class SigningFlow:
             principal, session_id, action, event, data, {"identity": step}
         )
         if not confirmed:
-            await self._close_media(session_id)
+            await self.conference.close_media(session_id)
         return updated
-
-    async def _close_media(self, session_id: str) -> None:
-        # What Conference.end does after its own transition: the rejection already ended the session.
-        await self.media.end_session(session_id)
-        await self.conference.recorder.stop_session(session_id)
 
     # -- consent ------------------------------------------------------------------------------------
 
@@ -408,7 +403,9 @@ class SigningFlow:
         return signing.ContractSigningRequest(
             transaction_id=session.id,
             signer=signing.SignerIdentity(
-                name=signer_info.get("name", "signer"), email=signer_info.get("email")
+                name=signer_info.get("name", "signer"),
+                email=signer_info.get("email"),
+                id_number_sha256=signer_info.get("id_number_sha256"),
             ),
             completion=completion,
             id_salt=bytes.fromhex(salt) if salt else secrets.token_bytes(16),

@@ -27,6 +27,8 @@ class SignerIdentity:
     name: str
     id_number: str | None = field(default=None, repr=False)
     email: str | None = None
+    # The salted hash, when the caller kept only that (never the number itself) since onboarding.
+    id_number_sha256: str | None = None
 
 
 def id_number_hash(id_number: str, salt: bytes) -> str:
@@ -58,6 +60,8 @@ def _subject(identity: SignerIdentity, salt: bytes, transaction_id: str) -> x509
     }
     if identity.id_number:
         attrs["serial_number"] = id_number_hash(identity.id_number, salt)
+    elif identity.id_number_sha256:
+        attrs["serial_number"] = identity.id_number_sha256
     if identity.email:
         attrs["email_address"] = identity.email
     return x509.Name.build(attrs, use_printable=False)

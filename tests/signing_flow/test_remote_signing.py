@@ -18,6 +18,7 @@ import pytest
 
 from rtc_server.appkeys import SERVICES
 from rtc_server.audit import verify_chain
+from signing import id_number_hash
 from tests.signing_flow.flow_support import (
     b64,
     make_nss_db,
@@ -156,6 +157,17 @@ async def test_remote_signing_end_to_end(api: Api, tmp_path: Path) -> None:
 
     report = await asyncio.to_thread(api.app[SERVICES].signing.validate, pdf)
     assert report.ok, report.to_text()
+    # The one-shot certificate names the signer's ID number only by its salted hash, the one
+    # computed when the signing was created (the number itself was never stored).
+    async with api.app[SERVICES].repo.read() as tx:
+        stored = await tx.session(sid)
+    assert stored is not None
+    id_hash = stored.details["signer"]["id_number_sha256"]
+    assert id_hash == id_number_hash(
+        "110101199003071234", bytes.fromhex(stored.details["signer"]["id_number_salt"])
+    )
+    assert any(id_hash in s.signer for s in report.signatures if s.kind == "signature"), report.to_text()
+    assert "110101199003071234" not in pdf.decode("latin-1")
 
     resp = await api.client.get("/api/v1/pki/ca.pem")
     assert resp.status == 200
