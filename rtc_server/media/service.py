@@ -69,10 +69,12 @@ class _SessionMedia:
     publishers: dict[str, PublisherPeer] = field(default_factory=dict)
     viewers: dict[ViewerPeer, str | None] = field(default_factory=dict)
     latest_publisher: str | None = None
+    # Offers being answered: the record must outlive them even if every other peer leaves meanwhile.
+    negotiating: int = 0
 
     @property
     def empty(self) -> bool:
-        return not self.slots and not self.publishers and not self.viewers
+        return not self.slots and not self.publishers and not self.viewers and not self.negotiating
 
 
 def _etag_value(tag: str) -> str:
@@ -115,11 +117,16 @@ class MediaService:
             def slot_for(kind: str) -> TrackSlot:
                 return self._slot(session, participant_id, kind)
 
+            session.negotiating += 1
             try:
                 answer = await peer.start(offer_sdp, slot_for)
+                self._check_open(session_id)  # end_session() may have run meanwhile
             except BaseException:
+                session.negotiating -= 1
                 await self._close_peer(peer, "rejected", notify=False)
+                await self._discard(session_id, session)
                 raise
+            session.negotiating -= 1
             session.publishers[participant_id] = peer
             session.latest_publisher = participant_id
             for viewer, bound in list(session.viewers.items()):
@@ -144,13 +151,16 @@ class MediaService:
                 slot = session.slots.get((source, kind)) if source is not None else None
                 return slot.codec if slot is not None and slot.source is not None else None
 
+            session.negotiating += 1
             try:
                 answer = await peer.start(offer_sdp, codec_hint)
+                self._check_open(session_id)  # end_session() may have run meanwhile
             except BaseException:
+                session.negotiating -= 1
                 await self._close_peer(peer, "rejected", notify=False)
-                if session.empty:
-                    self._sessions.pop(session_id, None)
+                await self._discard(session_id, session)
                 raise
+            session.negotiating -= 1
             session.viewers[peer] = None
             # The source may have started publishing while we negotiated.
             source = source_participant_id or session.latest_publisher
@@ -316,6 +326,24 @@ class MediaService:
             session.slots[(participant_id, kind)] = slot
         return slot
 
+    async def _discard(self, session_id: str, session: _SessionMedia) -> None:
+        """After a failed offer: drop the record if nothing else uses it; if end_session() already
+        dropped it, close the slots this negotiation attached to the orphaned record."""
+        if self._sessions.get(session_id) is not session:
+            for slot in list(session.slots.values()):
+                await slot.close()
+            session.slots.clear()
+            return
+        for key, slot in list(session.slots.items()):
+            if slot.idle and session.slots.get(key) is slot:
+                del session.slots[key]
+                await slot.close()
+        self._drop_if_empty(session_id, session)
+
+    def _drop_if_empty(self, session_id: str, session: _SessionMedia) -> None:
+        if session.empty and self._sessions.get(session_id) is session:
+            del self._sessions[session_id]
+
     def _bind(self, session: _SessionMedia, viewer: ViewerPeer, participant_id: str) -> None:
         session.viewers[viewer] = participant_id
         for kind, track in viewer.tracks.items():
@@ -340,8 +368,7 @@ class MediaService:
                 if slot.idle and session.slots.get(key) is slot:
                     del session.slots[key]
                     await slot.close()
-            if session.empty and self._sessions.get(peer.session_id) is session:
-                del self._sessions[peer.session_id]
+            self._drop_if_empty(peer.session_id, session)
         if notify and self._on_peer_closed is not None:
             event = PeerEvent(peer.resource_id, peer.session_id, peer.participant_id, peer.role, reason)
             try:

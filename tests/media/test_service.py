@@ -347,3 +347,38 @@ async def test_peers_that_hang_up_without_delete_are_released() -> None:
         await viewer.close()
         await pub.close()
         await media.close()
+
+
+async def test_session_ended_while_an_offer_is_answered() -> None:
+    media = MediaService(MediaSettings())
+    pub, offer = await publisher_client("VP8", audio=False)
+    try:
+        before = len(asyncio.all_tasks())
+        publishing = asyncio.create_task(media.publish("s1", "staff", offer))
+        await asyncio.sleep(0)  # the offer is being answered (ICE gathering) ...
+        await media.end_session("s1")  # ... when the officer ends the session
+        with pytest.raises(SessionEnded):
+            await publishing
+        assert media.peer_count == 0 and media._sessions == {}
+        await asyncio.sleep(0.1)
+        assert len(asyncio.all_tasks()) <= before, "no keyframe task left behind by the orphaned slot"
+    finally:
+        await pub.close()
+        await media.close()
+
+
+async def test_record_survives_while_an_offer_is_answered(media: MediaService) -> None:
+    viewer, voffer = await viewer_client(("video",))
+    pub, offer = await publisher_client("VP8", audio=False)
+    try:
+        vhandle = await media.subscribe("s1", "officer", voffer)
+        publishing = asyncio.create_task(media.publish("s1", "staff", offer))
+        await asyncio.sleep(0)
+        await media.delete(vhandle.resource_id)  # the last registered peer leaves mid-negotiation
+        handle = await publishing
+        assert media._sessions["s1"].publishers["staff"].resource_id == handle.resource_id
+        await answer(pub.pc, handle.answer_sdp)
+        await wait_until(lambda: media.is_live("s1", "staff"))
+    finally:
+        await viewer.close()
+        await pub.close()
