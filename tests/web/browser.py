@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
 from rtc_server.api.app import create_app
-from rtc_server.appkeys import SERVICES
+from rtc_server.appkeys import CONFIG, SERVICES
 from rtc_server.models import Role
 from tests.support import PASSWORD, make_config
 
@@ -63,6 +64,18 @@ async def start_site(aiohttp_server: ServerFactory, data_dir: Path) -> Site:
     app = create_app(config)
     server = await aiohttp_server(app, host="127.0.0.1", port=port)
     await app[SERVICES].accounts.add_user(OFFICER, PASSWORD, Role.OFFICER)
+    return Site(server=server, app=app)
+
+
+async def restart_site(aiohttp_server: ServerFactory, site: Site, down_s: float) -> Site:
+    """Stops the server (sockets closed, services shut down), waits, and starts it again on the same
+    port and data dir, as a deploy or a crash-and-restart would."""
+    config = site.app[CONFIG]
+    port = site.server.port  # forgotten by the server once closed
+    await site.server.close()
+    await asyncio.sleep(down_s)
+    app = create_app(config)
+    server = await aiohttp_server(app, host="127.0.0.1", port=port)
     return Site(server=server, app=app)
 
 

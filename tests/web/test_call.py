@@ -24,6 +24,7 @@ from tests.web.browser import (
     officer_login,
     problems_of,
     requested_urls,
+    restart_site,
     screenshot,
     start_site,
 )
@@ -221,3 +222,27 @@ async def test_time_from_join_to_first_frame(aiohttp_server: ServerFactory, tmp_
             f" then -> officer's first frame: median {view:.0f} ms"
         )
         assert all(f > 0 for f in figures)
+
+
+async def test_phone_comes_back_after_a_server_restart(aiohttp_server: ServerFactory, tmp_path: Path) -> None:
+    site = await start_site(aiohttp_server, tmp_path / "data")
+    async with chromium() as browser:
+        _, officer = await new_page(browser, DESKTOP)
+        await officer_login(officer, site)
+        invite = await create_inspection(officer, "Restart", [("SKU-1", "", "")])
+        _, phone = await new_page(browser, PHONE, is_mobile=True, has_touch=True)
+        await phone.goto(invite)
+        await phone.get_by_role("button", name="Join now").click()
+        await until("the phone to publish", lambda: _publishing(phone))
+        staff_id = (await phone_state(phone))["participantId"]
+        await assert_officer_receives(officer, staff_id)
+
+        restart = asyncio.create_task(restart_site(aiohttp_server, site, down_s=1.5))
+        # While the server is away the page says it is reconnecting; it comes back without a tap.
+        await phone.locator("#status").get_by_text("Reconnecting").wait_for(timeout=60000)
+        site = await restart
+        await phone.locator("#status").wait_for(state="hidden", timeout=20000)
+        await until("the phone to publish again", lambda: _publishing(phone))
+        await officer.locator("#session-conn").get_by_text("Connected").wait_for(timeout=20000)
+        await assert_officer_receives(officer, staff_id)
+        assert problems_of(phone) == []
