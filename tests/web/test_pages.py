@@ -23,6 +23,11 @@ from tests.web.browser import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+NO_CAMERA = """
+navigator.mediaDevices.getUserMedia = () =>
+  Promise.reject(new DOMException('Requested device not found', 'NotFoundError'));
+"""
+
 # Rejects getUserMedia as a browser does when the user taps "Block".
 DENY_CAMERA = """
 navigator.mediaDevices.getUserMedia = () =>
@@ -35,7 +40,7 @@ async def test_officer_creates_an_inspection_and_gets_a_scannable_invite(
 ) -> None:
     site = await start_site(aiohttp_server, tmp_path / "data")
     async with chromium() as browser:
-        _, page = await new_page(browser, DESKTOP)
+        _, page = await new_page(browser, DESKTOP, permissions=["clipboard-read", "clipboard-write"])
         await page.goto(site.url + "/")
         await page.get_by_label("Username").fill("officer1")
         await page.get_by_label("Password").fill("wrong password here")
@@ -62,6 +67,9 @@ async def test_officer_creates_an_inspection_and_gets_a_scannable_invite(
         assert modules >= 25
         box = await page.locator("#invite-qr").bounding_box()
         assert box is not None and box["width"] >= 180
+        await page.get_by_role("button", name="Copy").click()
+        await page.get_by_role("status").get_by_text("Link copied.").wait_for()
+        assert await page.evaluate("navigator.clipboard.readText()") == invite
         # The timeline shows the creation from the audit trail.
         await page.locator("#timeline li[data-type='session.created']").wait_for()
         # The sessions list has it, with its state.
@@ -144,6 +152,14 @@ async def test_refused_camera_is_explained(aiohttp_server: ServerFactory, tmp_pa
         assert await phone.get_by_role("button", name="Try again").is_visible()
         await screenshot(phone, "join-camera-refused-390x844")
         assert problems_of(phone) == []
+
+        # No camera at all is a different problem with different advice.
+        context, phone = await new_page(browser, PHONE, is_mobile=True, has_touch=True)
+        await context.add_init_script(NO_CAMERA)
+        await phone.goto(invite)
+        await phone.get_by_role("button", name="Join now").click()
+        await phone.get_by_role("heading", name="No camera or microphone found").wait_for()
+        assert "open the invitation link on a phone" in await phone.locator("#media-problem").inner_text()
 
 
 async def test_participant_page_speaks_chinese_and_refuses_bad_links(
