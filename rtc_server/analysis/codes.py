@@ -1,11 +1,12 @@
 """Code readers: QR codes and 1D barcodes in a grayscale frame, with where they are.
 
-Chosen by measurement (bench/codes_read.py, VP8 phone-like clips, codes read per 100 frames):
-zxing-cpp reads far more QR codes than OpenCV's QRCodeDetector (640x480: 62 vs 12; 1280x720: 75 vs
-44) and is the only one that reads Code 128 (OpenCV's BarcodeDetector decodes EAN/UPC only, and
-misreads Code 128 bars as EAN/UPC numbers); OpenCV reads more blurred EAN-13 at 1280x720 (71 vs 38).
-The default, HybridReader, runs zxing-cpp on every analysed frame and asks OpenCV about EAN/UPC only
-where zxing read no 1D code: 71 EAN-13 reads at 1280x720, no false read added in the bench.
+Chosen by measurement (bench/codes_read.py, VP8 phone-like clips, codes read per 100 frames, two
+seeds): zxing-cpp reads far more QR codes than OpenCV's QRCodeDetector (640x480: 62-64 vs 12-16;
+1280x720: 57-75 vs 37-44) and is the only one that reads Code 128 (OpenCV's BarcodeDetector decodes
+EAN/UPC only, and misreads Code 128 bars as UPC-A or EAN-8 numbers); OpenCV reads more blurred
+EAN-13 at 1280x720 (64-71 vs 38-42). The default, HybridReader, runs zxing-cpp on every analysed
+frame and asks OpenCV about EAN-13 only where zxing read no 1D code: 65-71 EAN-13 reads at
+1280x720, no false read added in the bench.
 Both release the GIL while they work, so a reader runs in the analyser's worker thread without
 stalling the event loop.
 """
@@ -129,14 +130,14 @@ class OpenCvReader:
 
 
 class HybridReader:
-    """zxing-cpp for every format, and OpenCV's BarcodeDetector as a second opinion on EAN/UPC in
-    frames where zxing read no 1D code (OpenCV reads more blurred EAN-13 at 1280x720 in the bench,
-    but also misreads other 1D symbols as EAN/UPC)."""
+    """zxing-cpp for every format, and OpenCV's BarcodeDetector as a second opinion on EAN-13 in
+    frames where zxing read no 1D code. OpenCV reads more blurred EAN-13 at 1280x720 in the bench,
+    but reports Code 128 bars as UPC-A or EAN-8 numbers: only its EAN-13 results are taken."""
 
     def __init__(self, formats: Sequence[str] = (), upscale_below: int = 1000) -> None:
         self._zxing = ZxingReader(formats, upscale_below)
-        linear = (set(formats) or set(KNOWN_FORMATS)) & set(_FROM_OPENCV.values())
-        self._opencv = OpenCvReader(tuple(sorted(linear))) if linear else None
+        wants_ean13 = not formats or "ean_13" in formats
+        self._opencv = OpenCvReader(("ean_13",)) if wants_ean13 else None
 
     def read(self, gray: np.ndarray) -> list[Detection]:
         found = self._zxing.read(gray)
