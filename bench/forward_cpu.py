@@ -30,7 +30,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from rtc_server.media import MediaService, MediaSettings
-from rtc_server.media.aiortc_tap import install_receiver_tap, loopback_candidates
+from rtc_server.media.aiortc_tap import ReceiverTap, install_receiver_tap, loopback_candidates
 from rtc_server.media.stats import MediaCounters
 
 WIDTH, HEIGHT, FPS, FRAMES = 640, 480, 30, 300
@@ -168,12 +168,18 @@ class Viewer:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.transceiver = self.pc.addTransceiver("video", direction="recvonly")
         self.arrivals: list[tuple[bytes, float]] = []
+        self.receiver_tap: ReceiverTap | None = None
 
     def tap(self) -> None:
         def sink(frame: Any) -> None:
             self.arrivals.append((frame.data, time.monotonic()))
 
-        install_receiver_tap(self.transceiver, sink, MediaCounters(), 0.25, 0.06)
+        self.receiver_tap = install_receiver_tap(self.transceiver, sink, MediaCounters(), 0.25, 0.06)
+
+    async def close(self) -> None:
+        if self.receiver_tap is not None:
+            await self.receiver_tap.stop()
+        await self.pc.close()
 
 
 async def run(mode: str, seconds: float, viewers: int, clip: list[bytes]) -> dict[str, Any]:
@@ -247,7 +253,7 @@ async def run(mode: str, seconds: float, viewers: int, clip: list[bytes]) -> dic
         await call("quit")
         proc.join(5)
     for viewer in clients:
-        await viewer.pc.close()
+        await viewer.close()
     await publisher.close()
     return result
 
