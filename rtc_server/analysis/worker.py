@@ -105,6 +105,11 @@ class AnalysisWorker:
         self._last_analysis: float | None = None
         self._last_adjust = 0.0
         self._last_keyframe_request = -1e9
+        # Overflow means this worker is overloaded: each keyframe costs every viewer bandwidth, so
+        # requests after overflow gaps back off (doubling, up to 16x the base interval).
+        self._keyframe_interval = settings.keyframe_request_interval_s
+        self._overflow = False
+        self._last_overflow = -1e9
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -118,6 +123,7 @@ class AnalysisWorker:
                 self._queue.popleft()
                 self.stats.frames_dropped += 1
                 self._gap = True
+                self._overflow = True
             self._queue.append((self._seq, frame, media_time))
             self.stats.frames_fed += 1
             self._cond.notify()
@@ -159,6 +165,9 @@ class AnalysisWorker:
                 if self._gap:
                     self._gap = False
                     gap_seen = True
+                    if self._overflow:
+                        self._overflow = False
+                        self._back_off()
                     self._skip_to_keyframe()
                     if not self._queue:
                         continue
@@ -226,9 +235,18 @@ class AnalysisWorker:
         if self._due(media_time):
             self._analyse(picture, media_time, frame.wallclock)
 
+    def _back_off(self) -> None:
+        now = time.monotonic()
+        base = self.settings.keyframe_request_interval_s
+        if now - self._last_overflow > 30.0:
+            self._keyframe_interval = base
+        else:
+            self._keyframe_interval = min(16 * base, 2 * self._keyframe_interval)
+        self._last_overflow = now
+
     def _request_keyframe(self) -> None:
         now = time.monotonic()
-        if now - self._last_keyframe_request >= self.settings.keyframe_request_interval_s:
+        if now - self._last_keyframe_request >= self._keyframe_interval:
             self._last_keyframe_request = now
             self.stats.keyframe_requests += 1
             self._post(self._sink.on_keyframe_needed)

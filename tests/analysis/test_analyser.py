@@ -271,3 +271,22 @@ async def test_codec_change_across_a_publisher_reconnect() -> None:
         assert stats.frames_decoded == 10 and stats.decode_errors == 0 and stats.frames_skipped == 1
         still = await analyser.snapshot()
         assert (still.width, still.height) == (W, H)
+
+
+async def test_keyframe_requests_back_off_while_overloaded() -> None:
+    encoder = Encoder(320, 240)
+    images = [scene(320, 240, seed=s) for s in range(4)]
+    payloads = [p for i in range(200) for p in encoder.encode(images[i % 4])]
+    frames = to_encoded_frames(payloads)
+    requests: list[float] = []
+    settings = AnalyserSettings(queue_frames=4, keyframe_request_interval_s=0.2)
+    async with StreamAnalyser(VP8, request_keyframe=lambda: requests.append(1), settings=settings) as a:
+        for episode in range(4):  # four overflows, 0.25 s apart: the worker is overloaded
+            for frame in frames[episode * 50 : (episode + 1) * 50]:
+                a.feed(frame)
+            await asyncio.sleep(0.25)
+        stats = a.stats()
+    assert stats.frames_dropped > 0
+    # Without back-off every episode would ask (0.25 s > 0.2 s); with it the intervals grow
+    # 0.2 -> 0.4 -> 0.8 -> 1.6 s.
+    assert 1 <= len(requests) <= 2
