@@ -22,14 +22,16 @@ def through_vp8(bgr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(luma(pictures[-1]))
 
 
-@pytest.fixture(scope="module")
-def pictures() -> dict[str, np.ndarray]:
-    base = scene(W, H)
-    noise = np.random.default_rng(3).normal(22, 1.5, (H, W, 3))
+@pytest.fixture(scope="module", params=[(640, 480), (1280, 720)], ids=["640x480", "1280x720"])
+def pictures(request: pytest.FixtureRequest) -> dict[str, np.ndarray]:
+    w, h = request.param
+    base = scene(w, h)
+    noise = np.random.default_rng(3).normal(22, 1.5, (h, w, 3))
     return {
         "sharp": through_vp8(base),
-        "blurred": through_vp8(cv2.GaussianBlur(base, (0, 0), 2.5)),
-        "dark": through_vp8(scene(W, H, level=0.15)),
+        # The same optical defocus whatever the resolution: sigma in proportion to the width.
+        "blurred": through_vp8(cv2.GaussianBlur(base, (0, 0), 2.5 * w / 640)),
+        "dark": through_vp8(scene(w, h, level=0.15)),
         "covered": through_vp8(np.clip(noise, 0, 255).astype(np.uint8)),
     }
 
