@@ -290,3 +290,25 @@ async def test_keyframe_requests_back_off_while_overloaded() -> None:
     # Without back-off every episode would ask (0.25 s > 0.2 s); with it the intervals grow
     # 0.2 -> 0.4 -> 0.8 -> 1.6 s.
     assert 1 <= len(requests) <= 2
+
+
+async def test_snapshot_after_overflow_asks_for_a_keyframe_and_returns_the_new_picture() -> None:
+    encoder = Encoder(W, H)
+    images = [scene(W, H, seed=s) for s in range(4)]
+    frames = to_encoded_frames([p for i in range(60) for p in encoder.encode(images[i % 4])])
+    settings = AnalyserSettings(queue_frames=4, snapshot_wait_s=5.0)
+    analyser: StreamAnalyser
+
+    def publisher_answers() -> None:
+        # The phone answers a keyframe request with a keyframe (here: at once, on the loop).
+        answer = to_encoded_frames(
+            encoder.encode(images[0], keyframe=True), start_ts=frames[-1].rtp_timestamp + 3000
+        )
+        analyser.feed(answer[0])
+
+    async with StreamAnalyser(VP8, request_keyframe=publisher_answers, settings=settings) as analyser:
+        for frame in frames:  # far faster than the worker: the queue overflows
+            analyser.feed(frame)
+        still = await analyser.snapshot()
+        assert analyser.stats().frames_dropped > 0
+    assert still.media_time == pytest.approx(60 / FPS)  # the answer's picture, not a stale one
