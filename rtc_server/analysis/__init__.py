@@ -7,7 +7,7 @@ EncodedVideoFrame protocol) and reports through callbacks. Entry point: StreamAn
 
 from .analyser import StreamAnalyser
 from .checklist import Checklist, ItemState, Sightings, normalise_code
-from .codes import CodeReader, OpenCvReader, ZxingReader
+from .codes import CodeReader, HybridReader, OpenCvReader, ZxingReader
 from .decoder import EncodedVideoFrame
 from .errors import AnalyserClosed, AnalysisError, NoPicture, UnsupportedCodec
 from .events import HINT_MESSAGES, AnalysisEvent, BBox, CodeDetected, Detection, QualityHint
@@ -28,6 +28,7 @@ __all__ = [
     "CodeReader",
     "Detection",
     "EncodedVideoFrame",
+    "HybridReader",
     "ItemState",
     "NoPicture",
     "OpenCvReader",
