@@ -118,3 +118,24 @@ def test_h264_preference_is_constrained_baseline_packetization_mode_1() -> None:
     assert len(h264) == 1
     assert h264[0].parameters["profile-level-id"] == "42e01f"
     assert h264[0].parameters["packetization-mode"] == "1"
+
+
+def test_offered_codec_picks_by_preference_and_h264_profile() -> None:
+    from rtc_server.media.aiortc_tap import offered_codec
+
+    def h264(profile: str, mode: str) -> RTCRtpCodecParameters:
+        params: dict[str, int | str | None] = {"profile-level-id": profile, "packetization-mode": mode}
+        return RTCRtpCodecParameters(
+            mimeType="video/H264", clockRate=90000, payloadType=102, parameters=params
+        )
+
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    assert offered_codec([vp8, h264("42e01f", "1")], ("H264", "VP8")) == "H264"
+    assert offered_codec([vp8, h264("42e01f", "1")], ("VP8", "H264")) == "VP8"
+    assert offered_codec([h264("42e01f", "0")], ("H264",)) is None, "packetization-mode 0 is not offered"
+    assert offered_codec([h264("640c1f", "1")], ("H264",)) is None, "High profile is not constrained baseline"
+    assert offered_codec([h264("42e01f", "1")], ("VP8",)) is None
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    pcmu = RTCRtpCodecParameters(mimeType="audio/PCMU", clockRate=8000, channels=1, payloadType=0)
+    assert offered_codec([pcmu, opus], ("opus",)) == "opus"
+    assert offered_codec([pcmu], ("opus",)) is None
