@@ -68,7 +68,7 @@ async def run(url: str, seconds: float, concurrency: int, runs: int) -> list[flo
             errors = 0
             deadline = time.perf_counter() + seconds
 
-            async def worker() -> None:
+            async def worker(deadline: float) -> None:
                 nonlocal done, errors
                 while time.perf_counter() < deadline:
                     async with http.get(path, headers=headers) as resp:
@@ -79,7 +79,7 @@ async def run(url: str, seconds: float, concurrency: int, runs: int) -> list[flo
                             errors += 1
 
             start = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await asyncio.gather(*(worker(deadline) for _ in range(concurrency)))
             rps = done / (time.perf_counter() - start)
             print(f"run: {rps:.0f} req/s ({done} ok, {errors} errors, concurrency {concurrency})")
             results.append(rps)
