@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rtc_server.accounts import Principal
 from rtc_server.errors import Conflict, Forbidden, NotFound
@@ -42,6 +42,16 @@ class Client:
     viewers: set[str] = field(default_factory=set)
 
 
+class MediaObserver(Protocol):
+    """Told of media a session publishes (the inspection analyser). `published` must not block."""
+
+    def published(self, session: Session, participant: Participant) -> None: ...
+
+    async def session_closed(self, session_id: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class Room:
     clients: set[Client] = field(default_factory=set)
@@ -56,6 +66,7 @@ class Conference:
         self._rooms: dict[str, Room] = defaultdict(Room)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._participant_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.observer: MediaObserver | None = None
 
     # -- who ----------------------------------------------------------------------------------------
 
@@ -87,6 +98,8 @@ class Conference:
         handle = await self.media.publish(session_id, participant.id, offer_sdp)
         # Every published track is evidence: recording starts with the participant's first frame.
         self.recorder.start(session_id, participant.id)
+        if self.observer is not None:
+            self.observer.published(session, participant)
         room = self._rooms[session_id]
         room.publishing[participant.id] = handle.resource_id
         if client is not None:
@@ -179,6 +192,8 @@ class Conference:
         recording sealed. Clients hear of the end from the trail's state change."""
         await self.media.end_session(session_id)
         await self.recorder.stop_session(session_id)
+        if self.observer is not None:
+            await self.observer.session_closed(session_id)
 
     def record_later(self, session_id: str, event_type: str, data: dict[str, Any]) -> None:
         """Append a server event from a synchronous callback (media, recorder)."""
@@ -271,6 +286,14 @@ class Conference:
             "publishing": room is not None and participant.id in room.publishing,
         }
 
+    def send_to(self, session_id: str, participant_id: str, message: dict[str, Any]) -> int:
+        """Send to every signaling connection of one participant; returns how many got it."""
+        room = self._rooms.get(session_id)
+        clients = [c for c in room.clients if c.participant.id == participant_id] if room else []
+        for client in clients:
+            client.send(message)
+        return len(clients)
+
     def _presence(self, session_id: str, participant: Participant, exclude: Client | None = None) -> None:
         room = self._rooms.get(session_id)
         if room is None:
@@ -311,6 +334,8 @@ class Conference:
                 client.send({"type": "session", "state": "server_shutdown"})
         await self.media.close()
         await self.recorder.close()
+        if self.observer is not None:
+            await self.observer.close()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self._rooms.clear()

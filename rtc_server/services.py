@@ -14,6 +14,7 @@ from rtc_server.accounts import AccountService
 from rtc_server.conference import Conference
 from rtc_server.config import Config
 from rtc_server.eventbus import EventBus
+from rtc_server.inspection import InspectionService
 from rtc_server.media import IceServer, MediaService, MediaSettings, PeerEvent
 from rtc_server.metrics import Metrics
 from rtc_server.recorder import RecordingService, load_or_create_key
@@ -39,6 +40,7 @@ class Services:
     conference: Conference
     signing: SigningService
     signing_flow: SigningFlow
+    inspection: InspectionService
     ready: bool = False
 
 
@@ -85,6 +87,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         await asyncio.to_thread(recorder.recover_all)
         conference = Conference(sessions, media, recorder)
         signing = await open_signing_service(config)
+        inspection = InspectionService(sessions, conference, recorder, signing)
+        conference.observer = inspection
         try:
             yield Services(
                 config=config,
@@ -99,6 +103,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
                 conference=conference,
                 signing=signing,
                 signing_flow=SigningFlow(sessions, conference, signing),
+                inspection=inspection,
             )
         finally:
             await conference.close()

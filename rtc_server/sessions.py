@@ -269,6 +269,11 @@ class SessionService:
             participants = await tx.participants(session.id)
             docs = await tx.documents(session.id)
             items = await tx.checklist(session.id) if session.kind is SessionKind.INSPECTION else []
+            snapshots = (
+                await tx.events_of_type(session.id, "snapshot.taken")
+                if session.kind is SessionKind.INSPECTION
+                else []
+            )
         view = session_summary(session)
         view["participants"] = [p.view() for p in participants]
         view["documents"] = [d.view() for d in docs]
@@ -277,6 +282,7 @@ class SessionService:
         if session.kind is SessionKind.INSPECTION:
             view["site"] = session.details.get("site")
             view["items"] = [i.view() for i in items]
+            view["stills"] = [still_view(session.id, e["data"]) for e in snapshots]
         else:
             signer = dict(session.details.get("signer", {}))
             signer.pop("id_number_salt", None)
@@ -394,12 +400,32 @@ class SessionService:
         return updated
 
     async def record(
-        self, session_id: str, event_type: str, actor: str, data: dict[str, Any]
+        self,
+        session_id: str,
+        event_type: str,
+        actor: str,
+        data: dict[str, Any],
+        document: Document | None = None,
     ) -> dict[str, Any]:
-        """Append an event that changes no state (a code seen, a participant joined)."""
+        """Append an event that changes no state (a code seen, a participant joined); `document`
+        (a still, a report) is stored in the same transaction as the event that announces it."""
         async with self.repo.write() as tx:
             await self._session(tx, session_id)
+            if document is not None:
+                await tx.insert_document(document)
             return await self._event(tx, session_id, event_type, actor, data)
+
+    async def record_sighting(
+        self, session_id: str, sku: str, seen_at: float, actor: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A checklist item seen: its count and the `code.detected` event in one transaction; the
+        event's `count` is the item's stored count."""
+        async with self.repo.write() as tx:
+            await self._session(tx, session_id)
+            count = await tx.count_checklist_sighting(session_id, sku, seen_at)
+            if count is not None:
+                data = {**data, "count": count}
+            return await self._event(tx, session_id, "code.detected", actor, data)
 
     async def _event(
         self, tx: Tx, session_id: str, event_type: str, actor: str, data: dict[str, Any]
@@ -442,6 +468,20 @@ def session_summary(session: Session) -> dict[str, Any]:
         "created_at": iso(session.created_at),
         "updated_at": iso(session.updated_at),
         "ended_at": iso(session.ended_at),
+    }
+
+
+def still_view(session_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A still as the API lists it, from its `snapshot.taken` event."""
+    return {
+        "id": data["still_id"],
+        "sha256": data["sha256"],
+        "ts": data["ts"],
+        "url": f"/api/v1/inspections/{session_id}/snapshots/{data['still_id']}",
+        "width": data["width"],
+        "height": data["height"],
+        "media_time": data["media_time"],
+        "participant_id": data.get("participant_id"),
     }
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from rtc_server.api import (
     auth_routes,
     evidence_routes,
+    inspection_routes,
     media_routes,
     middleware,
     ops_routes,
@@ -39,6 +40,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(evidence_routes.routes)
     app.add_routes(signaling_routes.routes)
     app.add_routes(signing_routes.routes)
+    app.add_routes(inspection_routes.routes)
     app.add_routes(pki_routes.routes)
     app.add_routes(web_routes.routes)
     return app

@@ -262,6 +262,22 @@ class Tx:
         )
         return [ChecklistItem(**dict(r)) for r in (await self.conn.execute(query)).mappings()]
 
+    async def count_checklist_sighting(self, session_id: str, sku: str, seen_at: float) -> int | None:
+        """One more sighting of the item with this SKU (first_seen_at kept from the first); returns
+        its new seen_count, or None when the session has no such item."""
+        where = sa.and_(t.checklist_items.c.session_id == session_id, t.checklist_items.c.sku == sku)
+        await self.conn.execute(
+            sa.update(t.checklist_items)
+            .where(where)
+            .values(
+                seen_count=t.checklist_items.c.seen_count + 1,
+                first_seen_at=sa.func.coalesce(t.checklist_items.c.first_seen_at, seen_at),
+            )
+        )
+        row = await self.conn.execute(sa.select(t.checklist_items.c.seen_count).where(where))
+        count = row.scalar()
+        return int(count) if count is not None else None
+
     # -- documents ----------------------------------------------------------------------------------
 
     async def insert_document(self, document: Document) -> None:
@@ -300,6 +316,14 @@ class Tx:
         query = (
             sa.select(t.events)
             .where(t.events.c.session_id == session_id, t.events.c.seq > after_seq)
+            .order_by(t.events.c.seq)
+        )
+        return [_event(r) for r in (await self.conn.execute(query)).mappings()]
+
+    async def events_of_type(self, session_id: str, type_: str) -> list[dict[str, Any]]:
+        query = (
+            sa.select(t.events)
+            .where(t.events.c.session_id == session_id, t.events.c.type == type_)
             .order_by(t.events.c.seq)
         )
         return [_event(r) for r in (await self.conn.execute(query)).mappings()]
