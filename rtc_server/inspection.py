@@ -143,6 +143,10 @@ class InspectionService:
         stream.tap.close()
         await asyncio.gather(*stream.tasks, return_exceptions=True)
 
+    def analysed(self, session_id: str) -> list[str]:
+        """The participants of the session whose video is being analysed."""
+        return [pid for sid, pid in self._streams if sid == session_id]
+
     def active_hints(self, session_id: str, participant_id: str) -> list[str]:
         stream = self._streams.get((session_id, participant_id))
         return sorted(stream.hints) if stream else []

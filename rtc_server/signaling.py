@@ -26,6 +26,11 @@ Server -> client:
                                                       started or stopped publishing
   {"type": "event", "event": {...audit event...}}     officers only: the session's trail as it grows
   {"type": "session", "state": "..."}                 the session changed state (ended: media stops)
+  {"type": "hint", "hint": "too_dark"|"blurred"|"frozen"|"covered", "active": bool,
+   "message": {"en": "...", "zh": "..."}}             inspections, to the staff's own connections only:
+                                                      a picture-quality hint turned on or off (show
+                                                      the message while active); the trail has it
+                                                      as a quality.hint event
   {"type": "error", "code", "message", "ref"?}        a bad message; the connection stays open
   {"type": "pong"}
 """

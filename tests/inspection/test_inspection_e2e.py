@@ -87,7 +87,8 @@ async def test_codes_checklist_still_and_sealed_report(api: Api, tmp_path: Path)
         assert resp.status == 200 and resp.headers["Content-Type"] == "image/png"
         png = await resp.read()
         assert hashlib.sha256(png).hexdigest() == still["sha256"]
-        assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (720, 1280, 3)
+        pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+        assert pixels is not None and pixels.shape == (720, 1280, 3)
         # Only the officer downloads stills.
         resp = await api.client.get(still["url"], headers=api.auth(staff["token"]))
         assert resp.status == 403

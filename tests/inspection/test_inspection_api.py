@@ -1,0 +1,130 @@
+"""The inspection calls refuse what they must (no media needed), and a report without any media
+still says what was expected and not seen."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+from rtc_server.accounts import Principal
+from rtc_server.appkeys import SERVICES
+from rtc_server.models import Participant, ParticipantRole
+from tests.support import Api, assert_error
+
+
+async def test_snapshot_refusals(api: Api) -> None:
+    created = await api.create_inspection()
+    sid, staff = created["id"], created["invites"]["staff"]
+    url = f"/api/v1/inspections/{sid}/snapshots"
+    resp = await api.client.post(url)
+    assert resp.status == 401
+    for token in (api.other_officer, staff["token"]):
+        resp = await api.client.post(url, headers=api.auth(token))
+        assert resp.status == 403, token
+        assert_error(await resp.json())
+    resp = await api.client.post("/api/v1/inspections/ses_nope/snapshots", headers=api.auth(api.officer))
+    assert resp.status == 404
+    assert_error(await resp.json(), "session_not_found")
+    signing = await api.create_signing()
+    resp = await api.client.post(
+        f"/api/v1/inspections/{signing['id']}/snapshots", headers=api.auth(api.officer)
+    )
+    assert resp.status == 404
+    assert_error(await resp.json(), "not_an_inspection")
+    resp = await api.client.post(url, headers=api.auth(api.officer))
+    assert resp.status == 409
+    assert_error(await resp.json(), "staff_not_publishing")
+    resp = await api.client.get(f"{url}/stl_unknown", headers=api.auth(api.officer))
+    assert resp.status == 404
+    assert_error(await resp.json(), "still_not_found")
+    resp = await api.client.get(url, headers=api.auth(api.officer))
+    assert resp.status == 200 and await resp.json() == {"stills": []}
+    detail = await (await api.client.get(f"/api/v1/sessions/{sid}", headers=api.auth(api.officer))).json()
+    assert detail["stills"] == []
+    detail = await (
+        await api.client.get(f"/api/v1/sessions/{signing['id']}", headers=api.auth(api.officer))
+    ).json()
+    assert "stills" not in detail
+    await api.client.post(f"/api/v1/sessions/{sid}/end", headers=api.auth(api.officer))
+    resp = await api.client.post(url, headers=api.auth(api.officer))
+    assert resp.status == 409
+    assert_error(await resp.json(), "session_ended")
+
+
+async def test_only_the_staff_video_of_an_inspection_is_analysed(api: Api) -> None:
+    services = api.app[SERVICES]
+    inspection = await api.create_inspection()
+    signing = await api.create_signing()
+    async with services.repo.read() as tx:
+        sessions = {s: await tx.session(s) for s in (inspection["id"], signing["id"])}
+    staff_id = inspection["invites"]["staff"]["participant_id"]
+    for sid, role, pid in (
+        (signing["id"], ParticipantRole.SIGNER, signing["invites"]["signer"]["participant_id"]),
+        (inspection["id"], ParticipantRole.OFFICER, "par_officer"),
+        (inspection["id"], ParticipantRole.OBSERVER, "par_observer"),
+    ):
+        session = sessions[sid]
+        assert session is not None
+        services.inspection.published(session, Participant(pid, sid, role, "x", 0.0))
+        assert services.inspection.analysed(sid) == []
+    session = sessions[inspection["id"]]
+    assert session is not None
+    staff = Participant(staff_id, inspection["id"], ParticipantRole.STAFF, "Staff", 0.0)
+    services.inspection.published(session, staff)
+    services.inspection.published(session, staff)  # a reconnect: still one analysis
+    assert services.inspection.analysed(inspection["id"]) == [staff_id]
+    await services.conference.end(await _officer(api), inspection["id"])
+    assert services.inspection.analysed(inspection["id"]) == []
+
+
+async def _officer(api: Api) -> Principal:
+    return await api.app[SERVICES].accounts.authenticate(api.officer)
+
+
+async def test_report_refusals_and_a_report_without_media(api: Api, tmp_path: Path) -> None:
+    created = await api.create_inspection(
+        title="Site 工地 3", items=[{"sku": "SKU-1", "description": "钢材", "expected_qty": 4}]
+    )
+    sid = created["id"]
+    url = f"/api/v1/inspections/{sid}/report"
+    resp = await api.client.get(url, headers=api.auth(api.officer))
+    assert resp.status == 409
+    assert_error(await resp.json(), "session_not_ended")
+    resp = await api.client.get(url, headers=api.auth(created["invites"]["staff"]["token"]))
+    assert resp.status == 403
+    signing = await api.create_signing()
+    resp = await api.client.get(f"/api/v1/inspections/{signing['id']}/report", headers=api.auth(api.officer))
+    assert resp.status == 404
+    assert_error(await resp.json(), "not_an_inspection")
+    await api.client.post(f"/api/v1/sessions/{sid}/end", headers=api.auth(api.officer))
+    resp = await api.client.get(url, headers=api.auth(api.other_officer))
+    assert resp.status == 403
+
+    # Two officers' clicks at once: one report, issued once.
+    first, second = await asyncio.gather(
+        api.client.get(url, headers=api.auth(api.officer)), api.client.get(url, headers=api.auth(api.admin))
+    )
+    assert first.status == second.status == 200
+    pdf = await first.read()
+    assert await second.read() == pdf
+    report = await asyncio.to_thread(api.app[SERVICES].signing.validate, pdf)
+    assert report.ok, report.to_text()
+    events = await (
+        await api.client.get(f"/api/v1/sessions/{sid}/events", headers=api.auth(api.officer))
+    ).json()
+    assert [e["type"] for e in events].count("report.issued") == 1
+    path = tmp_path / "report.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, timeout=60).stdout
+    for needle in (
+        "工地",
+        "钢材",
+        "SKU-1",
+        "MISSING",
+        "0 of 1 item(s) seen",
+        "No code was read.",
+        "No still was taken.",
+    ):
+        assert needle in text, needle
+    assert "Nothing was recorded." in text and "The inspection ended" in text
