@@ -46,6 +46,7 @@ async def test_officer_creates_an_inspection_and_gets_a_scannable_invite(
         await page.get_by_label("Password").fill("wrong password here")
         await page.get_by_role("button", name="Sign in").click()
         await page.get_by_role("alert").get_by_text("not correct").wait_for()
+        await screenshot(page, "console-login-1440x900")
         await officer_login(page, site)
         await screenshot(page, "console-welcome-1440x900")
 

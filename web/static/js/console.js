@@ -140,18 +140,23 @@ function init() {
   $('refresh-btn').addEventListener('click', () => refreshSessions());
   const inspectionForm = createInspectionForm({ api, onCreated: created });
   const signingForm = createSigningForm({ api, onCreated: created });
-  $('new-inspection-btn').addEventListener('click', () => {
+  const startInspection = () => {
     leaveSession();
     inspectionForm.reset();
     showView('inspection-form-view');
     $('insp-title').focus();
-  });
-  $('new-signing-btn').addEventListener('click', () => {
+  };
+  const startSigning = () => {
     leaveSession();
     signingForm.reset();
     showView('signing-form-view');
     $('sign-title').focus();
-  });
+  };
+  $('new-inspection-btn').addEventListener('click', startInspection);
+  $('new-signing-btn').addEventListener('click', startSigning);
+  for (const button of document.querySelectorAll('[data-start]')) {
+    button.addEventListener('click', button.dataset.start === 'signing' ? startSigning : startInspection);
+  }
   for (const button of document.querySelectorAll('[data-cancel]')) {
     button.addEventListener('click', () => showView('welcome-view'));
   }
