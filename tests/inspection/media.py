@@ -19,11 +19,13 @@ from tests.media.media_clients import ClipTrack, EncodedClip, audio_clip, make_o
 
 SKU_QR = "SKU-QR-0001"
 SKU_EAN = "4006381333931"
+SKU_CODE128 = "PAL-0042-7731"
 SKU_MISSING = "SKU-NEVER-SHOWN"
 UNKNOWN = "UNKNOWN-PALLET-9"
 ITEMS = [
     {"sku": SKU_QR, "description": "Forklift 叉车", "expected_qty": 1},
     {"sku": SKU_EAN, "description": "Boxed goods", "expected_qty": 2},
+    {"sku": SKU_CODE128, "description": "Pallet label"},
     {"sku": SKU_MISSING, "description": "Never shown"},
 ]
 
@@ -48,17 +50,20 @@ def _encode(frames: Sequence[np.ndarray], bitrate: int) -> EncodedClip:
 
 @functools.cache
 def codes_clip(width: int = 1280, height: int = 720) -> tuple[EncodedClip, tuple[Shown, ...]]:
-    """10 s: a checklist QR, a checklist EAN-13, an unknown QR, then 3.5 s of shelves only. The
+    """10 s: a checklist QR, a checklist EAN-13, an unknown QR, a checklist Code 128, then 1.5 s of
+    shelves only. The
     background pans slowly, as a hand-held phone's does."""
     scale = width / 640
     base = scene(width + 64, height)
     qr = code_image(SKU_QR, "qr_code", round(6 * scale))
     ean = code_image(SKU_EAN, "ean_13", round(3 * scale))
     unknown = code_image(UNKNOWN, "qr_code", round(6 * scale))
+    pallet = code_image(SKU_CODE128, "code_128", round(2 * scale))
     schedule = [
         (Shown(SKU_QR, 0.0, 2.0), qr, (round(40 * scale), round(40 * scale))),
         (Shown(SKU_EAN, 2.5, 4.5), ean, (round(150 * scale), round(140 * scale))),
         (Shown(UNKNOWN, 5.0, 6.5), unknown, (round(380 * scale), round(150 * scale))),
+        (Shown(SKU_CODE128, 7.0, 8.5), pallet, (round(60 * scale), round(120 * scale))),
     ]
     frames = []
     for i in range(10 * FPS):

@@ -17,7 +17,16 @@ import pytest
 
 from rtc_server.appkeys import SERVICES
 from rtc_server.audit import verify_chain
-from tests.inspection.media import ITEMS, SKU_EAN, SKU_MISSING, SKU_QR, UNKNOWN, codes_clip, staff_publisher
+from tests.inspection.media import (
+    ITEMS,
+    SKU_CODE128,
+    SKU_EAN,
+    SKU_MISSING,
+    SKU_QR,
+    UNKNOWN,
+    codes_clip,
+    staff_publisher,
+)
 from tests.media.media_clients import answer
 from tests.signing_flow.flow_support import make_nss_db, pdfsig_blocks
 from tests.support import Api, assert_error
@@ -75,7 +84,7 @@ async def test_codes_checklist_still_and_sealed_report(api: Api, tmp_path: Path)
         )
         assert resp.status == 201, await resp.text()
         await answer(pc, await resp.text())
-        codes = await wait_codes(api, sid, 3)
+        codes = await wait_codes(api, sid, 4)
 
         # A still of the live picture, at the stream's own resolution.
         resp = await api.client.post(f"/api/v1/inspections/{sid}/snapshots", headers=officer)
@@ -101,13 +110,14 @@ async def test_codes_checklist_still_and_sealed_report(api: Api, tmp_path: Path)
         (c["data"]["value"], c["data"]["format"], c["data"].get("sku"), c["data"]["unexpected"])
         for c in codes
     ]
-    assert first[:3] == [
+    assert first[:4] == [
         (SKU_QR, "qr_code", SKU_QR, False),
         (SKU_EAN, "ean_13", SKU_EAN, False),
         (UNKNOWN, "qr_code", None, True),
+        (SKU_CODE128, "code_128", SKU_CODE128, False),
     ]
-    times = [c["data"]["media_time"] for c in codes[:3]]
-    assert 0 < times[0] < times[1] < times[2]
+    times = [c["data"]["media_time"] for c in codes[:4]]
+    assert 0 < times[0] < times[1] < times[2] < times[3]
     # Seconds apart as shown (the clip's own timing survives the network), give or take.
     assert abs((times[1] - times[0]) - (shown[1].start - shown[0].start)) < 1.5
     assert all(
@@ -120,6 +130,7 @@ async def test_codes_checklist_still_and_sealed_report(api: Api, tmp_path: Path)
     items = {i["sku"]: i for i in detail["items"]}
     assert items[SKU_QR]["seen"] and items[SKU_QR]["seen_count"] >= 1 and items[SKU_QR]["first_seen_at"]
     assert items[SKU_EAN]["seen"] and items[SKU_EAN]["seen_count"] >= 1
+    assert items[SKU_CODE128]["seen"]
     assert not items[SKU_MISSING]["seen"] and items[SKU_MISSING]["seen_count"] == 0
     assert [s["id"] for s in detail["stills"]] == [still["id"]]
     assert detail["stills"][0] == still | {"participant_id": staff["participant_id"]}
@@ -146,11 +157,13 @@ async def test_codes_checklist_still_and_sealed_report(api: Api, tmp_path: Path)
     text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, timeout=60).stdout
     for needle in (sid, SKU_QR, SKU_EAN, SKU_MISSING, UNKNOWN, "UNEXPECTED", "MISSING", "仓库", "叉车"):
         assert needle in text, needle
-    assert "2 of 3 item(s) seen" in text
+    assert "3 of 4 item(s) seen" in text
     assert "Pixel 8" in text and "31.230400, 121.473700" in text
     assert "1280x720" in text and still["sha256"] in text
     events = await trail(api, sid)
     assert verify_chain(events) is None
+    # A sharp, lit, moving picture: no quality hint at all.
+    assert [e["data"] for e in events if e["type"] == "quality.hint"] == []
     for track in detail["recordings"]:
         assert track["track_id"] in text
     sealed = [e["data"]["chain_head"] for e in events if e["type"] == "recording.sealed"]
