@@ -94,6 +94,16 @@ def cmd_verify_pdf(args: argparse.Namespace) -> int:
     return verify_pdf_main(args.file, args.trust or [], sys.stdout)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    # bench/ sits beside the package in the source tree and is not installed: reach it from there.
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench.cli import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtc-server", description="Real-time video verification and signing"
@@ -131,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify_pdf.add_argument("file", help="the PDF")
     verify_pdf.add_argument("--trust", action="append", help="PEM file of trusted root certificates")
     verify_pdf.set_defaults(func=cmd_verify_pdf)
+
+    bench = sub.add_parser(
+        "bench", help="latency and capacity benchmarks (bench/README.md)", add_help=False, prefix_chars="\0"
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
