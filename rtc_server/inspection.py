@@ -78,6 +78,10 @@ class _Stream:
         if self.events.full():
             self.events.get_nowait()
             self.lost_events += 1
+            if self.lost_events == 1:
+                log.warning(
+                    "inspection %s: analysis events are being lost (trail writes stuck)", self.session_id
+                )
         self.events.put_nowait(event)
 
     def finish(self) -> None:
@@ -275,6 +279,7 @@ class InspectionService:
         )
         data = {
             "still_id": still_id,
+            "url": f"/api/v1/inspections/{session_id}/snapshots/{still_id}",
             "participant_id": staff.id,
             "sha256": still.sha256,
             "content_type": still.content_type,
@@ -349,9 +354,22 @@ class InspectionService:
             sealed = await asyncio.to_thread(
                 self.signer.seal_pdf, pdf, f"Inspection report {sid} issued by {data.organization}"
             )
-        except signing.TimestampError as exc:
-            raise TimestampFailed(f"The timestamp authority failed; no report was issued. ({exc})") from exc
         except signing.SigningError as exc:
+            timestamp = isinstance(exc, signing.TimestampError)
+            log.warning("sealing the report of %s failed: %s", sid, exc)
+            await self.sessions.record(
+                sid,
+                "report.failed",
+                principal.actor,
+                {
+                    "reason": "timestamp_authority" if timestamp else type(exc).__name__,
+                    "message": str(exc)[:500],
+                },
+            )
+            if timestamp:
+                raise TimestampFailed(
+                    f"The timestamp authority failed; no report was issued. ({exc})"
+                ) from exc
             raise SigningUnavailable(f"The report cannot be sealed now: {exc}") from exc
         path = await asyncio.to_thread(
             documents.store_blob, self.sessions.documents_dir, sealed.pdf, sealed.sha256, ".pdf"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from aiohttp.test_utils import TestClient
 
 from rtc_server.accounts import Principal
 from rtc_server.appkeys import SERVICES
 from rtc_server.models import Participant, ParticipantRole
-from tests.support import Api, assert_error
+from tests.support import Api, assert_error, make_config, start_api
 
 
 async def test_snapshot_refusals(api: Api) -> None:
@@ -128,3 +131,26 @@ async def test_report_refusals_and_a_report_without_media(api: Api, tmp_path: Pa
     ):
         assert needle in text, needle
     assert "Nothing was recorded." in text and "The inspection ended" in text
+
+
+async def test_dead_tsa_issues_no_report(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path
+) -> None:
+    # Port 9 (discard) on loopback: connection refused at once.
+    config = make_config(
+        tmp_path / "data", signing={"tsa": {"url": "http://127.0.0.1:9/tsa", "timeout_s": 2}}
+    )
+    api = await start_api(aiohttp_client, config)
+    sid = (await api.create_inspection())["id"]
+    await api.client.post(f"/api/v1/sessions/{sid}/end", headers=api.auth(api.officer))
+    resp = await api.client.get(f"/api/v1/inspections/{sid}/report", headers=api.auth(api.officer))
+    assert resp.status == 502, await resp.text()
+    assert_error(await resp.json(), "timestamp_failed")
+    detail = await (await api.client.get(f"/api/v1/sessions/{sid}", headers=api.auth(api.officer))).json()
+    assert detail["documents"] == []
+    events = await (
+        await api.client.get(f"/api/v1/sessions/{sid}/events", headers=api.auth(api.officer))
+    ).json()
+    failed = [e for e in events if e["type"] == "report.failed"]
+    assert len(failed) == 1 and failed[0]["data"]["reason"] == "timestamp_authority"
+    assert not any(e["type"] == "report.issued" for e in events)
