@@ -52,9 +52,13 @@ PROFILES = {
 class Pipe:
     """One direction of a link: random loss, then a rate-limited FIFO with a bounded queue, then delay.
 
-    Jitter is uniform in +-jitter but packets leave in order (as on a cellular link, where jitter
-    comes from scheduling, not from reordering).
+    Jitter is uniform in +-jitter, drawn afresh every JITTER_SLOT_S rather than per packet, and
+    packets leave in order: on a cellular link delay varies with scheduling over tens of milliseconds
+    and does not reorder. (Independent per-packet draws kept in order would raise the mean delay by
+    most of the jitter, since each packet waits for the slowest before it.)
     """
+
+    JITTER_SLOT_S = 0.02
 
     def __init__(self, profile: Profile, rng: random.Random) -> None:
         self.profile = profile
@@ -64,6 +68,8 @@ class Pipe:
         self.dropped_loss = 0
         self.dropped_queue = 0
         self.passed = 0
+        self._jitter = 0.0
+        self._jitter_until = -1.0
 
     def schedule(self, now: float, size: int) -> float | None:
         """Release time of a packet of `size` bytes entering at `now`, or None if it is dropped."""
@@ -76,7 +82,10 @@ class Pipe:
             self.dropped_queue += 1
             return None
         self.busy_until = start + size * 8 / (p.rate_kbps * 1000)
-        jitter = self.rng.uniform(-p.jitter_ms, p.jitter_ms) / 1000 if p.jitter_ms else 0.0
+        if p.jitter_ms and now >= self._jitter_until:
+            self._jitter = self.rng.uniform(-p.jitter_ms, p.jitter_ms) / 1000
+            self._jitter_until = now + self.JITTER_SLOT_S
+        jitter = self._jitter
         release = max(self.busy_until + p.one_way_s + jitter, now, self.last_release + 1e-6)
         self.last_release = release
         self.passed += 1
