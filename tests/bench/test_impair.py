@@ -41,7 +41,8 @@ def test_delay_and_jitter_keep_packets_in_order() -> None:
 
 
 def ipv4(src: str, dst: str) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    addresses = socket.inet_aton(src), socket.inet_aton(dst)
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, *addresses)
     return header + bytes(8)
 
 
@@ -62,7 +63,6 @@ def test_impairer_applies_up_and_down_links_only_to_impaired_subnets() -> None:
 
 
 def test_profiles_are_the_issue_s() -> None:
-    assert (PROFILES["4g"].rtt_ms, PROFILES["4g"].jitter_ms, PROFILES["4g"].loss, PROFILES["4g"].rate_kbps) == (
-        80, 20, 0.01, 4000
-    )
+    g4 = PROFILES["4g"]
+    assert (g4.rtt_ms, g4.jitter_ms, g4.loss, g4.rate_kbps) == (80, 20, 0.01, 4000)
     assert (PROFILES["3g"].rtt_ms, PROFILES["3g"].loss, PROFILES["3g"].rate_kbps) == (300, 0.03, 1000)
