@@ -172,7 +172,8 @@ async def test_codes_checklist_still_and_sealed_report(api: Api, tmp_path: Path)
     assert len(issued) == 1 and issued[0]["data"]["sha256"] == hashlib.sha256(pdf).hexdigest()
     assert issued[0]["data"]["audit_head"] in text
     images = subprocess.run(["pdfimages", "-list", str(path)], capture_output=True, text=True).stdout
-    assert " 1280   720 " in images
+    # The still at full resolution (a JPEG copy; the lossless PNG stays in the evidence).
+    assert any(" 1280   720 " in line and " jpeg " in line for line in images.splitlines()), images
 
     # Issued once: the same bytes again, no second event.
     resp = await api.client.get(f"/api/v1/inspections/{sid}/report", headers=officer)
