@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests need: a real browser, an independent PDF validator, a PKCS#11 token,
-# ffmpeg to check that recordings play, and NSS tools to give pdfsig a trust store.
-SYSTEM_PACKAGES := chromium poppler-utils softhsm2 ffmpeg libnss3-tools
+# ffmpeg to check that recordings play, NSS tools to give pdfsig a trust store, and a CJK font
+# for reports that name Chinese signers and sites.
+SYSTEM_PACKAGES := chromium poppler-utils softhsm2 ffmpeg libnss3-tools fonts-wqy-microhei
 PYTEST_ARGS ?=
 
 .PHONY: run test lint typecheck pytest sysdeps clean
