@@ -126,6 +126,8 @@ class ForwardTrack(MediaStreamTrack):
         self.frames_sent = 0
         # The viewer's latest REMB for this stream (bits per second), if it sent one.
         self.bitrate_estimate: int | None = None
+        # Set by the sender's first recv(), i.e. once ICE and DTLS are up.
+        self.started = False
 
     def set_codec(self, codec: str, clock_rate: int) -> None:
         self.codec = codec
@@ -134,6 +136,9 @@ class ForwardTrack(MediaStreamTrack):
 
     def push(self, frame: EncodedFrame) -> None:
         """Called by the slot for every frame of the source; never blocks, never grows unbounded."""
+        if not self.started:
+            # The viewer's transport is not up yet: queueing now would only send stale media later.
+            return
         if frame.codec != self.codec:
             self._counters.frames_codec_mismatch += 1
             return
@@ -170,6 +175,10 @@ class ForwardTrack(MediaStreamTrack):
         self._rebase = True
 
     async def recv(self) -> av.Packet:
+        if not self.started:
+            self.started = True
+            if self.slot is not None:
+                self.slot.request_keyframe()
         now = time.monotonic()
         if self._inflight_at is not None:
             # The sender calls recv() again right after sending the previous frame's last packet.
@@ -270,7 +279,8 @@ class TrackSlot:
         viewer.slot = self
         viewer.source_changed()
         self.viewers.add(viewer)
-        self.request_keyframe()
+        if viewer.started:
+            self.request_keyframe()  # else its first recv() asks, once the viewer can receive
 
     def remove_viewer(self, viewer: ForwardTrack) -> None:
         self.viewers.discard(viewer)
@@ -295,7 +305,7 @@ class TrackSlot:
             return False
         if not self.source.synchronised:
             return True
-        return any(v.need_keyframe for v in self.viewers)
+        return any(v.need_keyframe and v.started for v in self.viewers)
 
     async def _run_keyframe_requests(self) -> None:
         last_sent = -1e9

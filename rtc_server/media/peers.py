@@ -17,6 +17,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
+from aiortc.sdp import candidate_from_sdp
 
 from .aiortc_tap import (
     ReceiverTap,
@@ -31,6 +32,7 @@ from .errors import InvalidSdp
 from .forwarding import ForwardTrack, TrackSlot
 from .settings import MediaSettings
 from .stats import MediaCounters
+from .trickle import split_mdns_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class Peer:
         self._settings = settings
         self._counters = counters
         self._on_failed = on_failed
+        self._mdns_task: asyncio.Task[None] | None = None
         self.pc = RTCPeerConnection(_rtc_configuration(settings))
         self.pc.on("connectionstatechange", self._connection_state_changed)
 
@@ -117,6 +120,7 @@ class Peer:
         self.remote_ufrag = ice.usernameFragment if ice is not None else None
         bundle = next((g for g in description.group if g.semantic == "BUNDLE"), None)
         self.bundle_mids = [str(mid) for mid in bundle.items] if bundle else []
+        offer, mdns_candidates = split_mdns_candidates(offer)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             answer = await self.pc.createAnswer()
@@ -126,7 +130,24 @@ class Peer:
             raise InvalidSdp(f"cannot answer this offer: {exc}") from exc
         with loopback_candidates(self._settings.loopback_candidates):
             await self.pc.setLocalDescription(answer)
+        if mdns_candidates:
+            self._mdns_task = asyncio.create_task(
+                self._add_mdns_candidates(mdns_candidates), name="media-mdns"
+            )
         return str(self.pc.localDescription.sdp)
+
+    async def _add_mdns_candidates(self, candidates: list[tuple[str | None, str]]) -> None:
+        """Resolve the client's mDNS candidates after answering (LAN clients), never before."""
+
+        async def add(mid: str | None, line: str) -> None:
+            with contextlib.suppress(Exception):  # unresolvable or malformed: peer-reflexive covers it
+                candidate = candidate_from_sdp(line.split(":", 1)[1])
+                candidate.sdpMid = self.candidate_mid(mid)
+                if candidate.sdpMid is None:
+                    candidate.sdpMLineIndex = 0
+                await self.pc.addIceCandidate(candidate)
+
+        await asyncio.gather(*(add(mid, line) for mid, line in candidates))
 
     def candidate_mid(self, mid: str | None) -> str | None:
         """With BUNDLE every m-line shares the first one's transport; aiortc only looks there."""
@@ -142,6 +163,11 @@ class Peer:
             return
         self.closed = True
         self._detach()
+        task, self._mdns_task = self._mdns_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         # Shielded: aiortc may be closing the connection itself (remote hang-up) and awaits the same
         # internal future; cancelling us must not cancel that future under it.
         with contextlib.suppress(Exception):

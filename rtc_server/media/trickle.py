@@ -58,3 +58,30 @@ def parse_sdpfrag(text: str) -> SdpFragment:
             candidate.sdpMLineIndex = max(mline, 0)
             frag.candidates.append(candidate)
     return frag
+
+
+def split_mdns_candidates(sdp: str) -> tuple[str, list[tuple[str | None, str]]]:
+    """Take mDNS (`*.local`) host candidates out of an SDP: (SDP without them, [(mid, candidate)]).
+
+    aiortc resolves them inside setRemoteDescription with a one-second timeout, which delays the
+    answer (and the viewer's first picture) for names only resolvable on the client's own LAN; the
+    browser's checks reach us anyway and are learnt as peer-reflexive candidates.
+    """
+    kept: list[str] = []
+    found: list[tuple[int, str]] = []
+    mids: dict[int, str] = {}
+    section = -1
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            section += 1
+        elif line.startswith("a=mid:"):
+            mids[section] = line[6:].strip()
+        elif line.startswith("a=candidate:"):
+            fields = line.split()
+            if len(fields) > 4 and fields[4].lower().endswith(".local"):
+                found.append((section, line[2:]))
+                continue
+        kept.append(line)
+    if not found:
+        return sdp, []
+    return "\r\n".join(kept) + "\r\n", [(mids.get(s), c) for s, c in found]

@@ -19,6 +19,7 @@ def frame(ts: int, key: bool, codec: str = "VP8", at: float = 0.0, data: bytes =
 def video_track(counters: MediaCounters, size: int = 4) -> ForwardTrack:
     track = ForwardTrack("video", size, counters)
     track.set_codec("VP8", 90000)
+    track.started = True  # as if aiortc's sender were already pulling (transport up)
     return track
 
 
@@ -55,6 +56,7 @@ async def test_slow_audio_viewer_drops_oldest() -> None:
     counters = MediaCounters()
     track = ForwardTrack("audio", 3, counters)
     track.set_codec("opus", 48000)
+    track.started = True
     for i in range(10):
         track.push(frame(i * 960, True, codec="opus", data=bytes([i])))
     assert [f.data for f in track._queue] == [b"\x07", b"\x08", b"\x09"]
@@ -89,3 +91,23 @@ def deque_of() -> object:
     from collections import deque
 
     return deque()
+
+
+async def test_nothing_is_queued_before_the_viewer_can_receive_and_its_first_pull_asks_for_a_keyframe() -> (
+    None
+):
+    counters = MediaCounters()
+    slot = TrackSlot("video", counters, 0.5)
+    track = ForwardTrack("video", 4, counters)
+    track.set_codec("VP8", 90000)
+    slot.add_viewer(track)
+    assert counters.keyframes_requested == 0, "no keyframe is wasted on a viewer still connecting"
+    track.push(frame(0, True))
+    track.push(frame(3000, False))
+    assert len(track._queue) == 0
+    pulling = asyncio.create_task(track.recv())
+    await asyncio.sleep(0)
+    assert track.started and counters.keyframes_requested == 1
+    track.push(frame(6000, True, data=b"fresh"))
+    assert bytes(await pulling) == b"fresh"
+    await slot.close()
