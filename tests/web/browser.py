@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -48,6 +49,18 @@ class Site:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.port}"
+
+
+async def until(what: str, check: Any, timeout: float = 20.0) -> Any:
+    """Polls `check` from Python: page.wait_for_function would eval a string, which the CSP forbids."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def free_port() -> int:

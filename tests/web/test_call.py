@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +26,12 @@ from tests.web.browser import (
     restart_site,
     screenshot,
     start_site,
+    until,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 LOCATION = {"latitude": 31.2304, "longitude": 121.4737, "accuracy": 25}
-
-
-async def until(what: str, check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 async def officer_tile(page: Page, participant_id: str) -> dict[str, Any] | None:

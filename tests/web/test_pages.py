@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.async_api import Page
 
 from tests.web.browser import (
     DESKTOP,
@@ -19,6 +20,7 @@ from tests.web.browser import (
     problems_of,
     screenshot,
     start_site,
+    until,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -81,9 +83,7 @@ async def test_officer_creates_an_inspection_and_gets_a_scannable_invite(
 
         # A new invite replaces the shown one; a reload keeps the officer signed in (this tab only).
         await page.get_by_role("button", name="New invite link").click()
-        await page.wait_for_function(
-            "(old) => document.getElementById('invite-url').value !== old", arg=invite
-        )
+        await until("a new invite", lambda: _changed(page, invite))
         await page.reload()
         await page.locator("#session-title").get_by_text("Warehouse 7 stock check").wait_for()
 
@@ -125,7 +125,7 @@ async def test_officer_creates_a_signing_with_a_pdf(aiohttp_server: ServerFactor
         await phone.get_by_role("heading", name="Join your remote signing").wait_for()
         assert await phone.locator("#tip-location").is_hidden()
         await phone.get_by_role("button", name="Join now").click()
-        await phone.wait_for_function("window.__gum.length > 0")
+        await until("a camera request", lambda: phone.evaluate("window.__gum.length > 0"))
         assert (await phone.evaluate("window.__gum[0]"))["video"]["facingMode"] == {"ideal": "user"}
         await page.locator("#timeline li[data-type='participant.joined']").wait_for()
         assert problems_of(page) == [] and problems_of(phone) == []
@@ -144,7 +144,7 @@ async def test_refused_camera_is_explained(aiohttp_server: ServerFactory, tmp_pa
         # The token left the address bar at once.
         assert "#" not in phone.url and "rtci_" not in phone.url
         await phone.get_by_role("button", name="Join now").wait_for()
-        await phone.wait_for_function("!document.getElementById('join-btn').disabled")
+        await until("the join button", lambda: phone.locator("#join-btn").is_enabled())
         await screenshot(phone, "join-lobby-en-390x844")
         await phone.get_by_role("button", name="Join now").click()
         problem = phone.locator("#media-problem")
@@ -185,3 +185,7 @@ async def test_participant_page_speaks_chinese_and_refuses_bad_links(
         assert await stranger.get_by_role("button", name="Join now").is_disabled()
         await stranger.goto(invite.split("#")[0])
         await stranger.get_by_role("alert").get_by_text("full link").wait_for()
+
+
+async def _changed(page: Page, old: str) -> bool:
+    return await page.locator("#invite-url").input_value() != old
