@@ -34,6 +34,7 @@ from rtc_server.analysis import (
     HINT_MESSAGES,
     AnalyserClosed,
     AnalyserSettings,
+    AnalyserStats,
     AnalysisEvent,
     Checklist,
     CodeDetected,
@@ -150,6 +151,10 @@ class InspectionService:
     def analysed(self, session_id: str) -> list[str]:
         """The participants of the session whose video is being analysed."""
         return [pid for sid, pid in self._streams if sid == session_id]
+
+    def stats(self, session_id: str, participant_id: str) -> AnalyserStats | None:
+        stream = self._streams.get((session_id, participant_id))
+        return stream.analyser.stats() if stream is not None and stream.analyser is not None else None
 
     def active_hints(self, session_id: str, participant_id: str) -> list[str]:
         stream = self._streams.get((session_id, participant_id))

@@ -11,8 +11,12 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient
 
 from rtc_server.accounts import Principal
+from rtc_server.analysis import AnalyserSettings, AnalyserStats
 from rtc_server.appkeys import SERVICES
 from rtc_server.models import Participant, ParticipantRole
+from tests.analysis.video import to_encoded_frames
+from tests.inspection.media import dark_clip
+from tests.media.media_clients import wait_until
 from tests.support import Api, assert_error, make_config, start_api
 
 
@@ -154,3 +158,40 @@ async def test_dead_tsa_issues_no_report(
     failed = [e for e in events if e["type"] == "report.failed"]
     assert len(failed) == 1 and failed[0]["data"]["reason"] == "timestamp_authority"
     assert not any(e["type"] == "report.issued" for e in events)
+
+
+async def test_frames_lost_by_the_tap_make_the_analyser_wait_for_a_keyframe(api: Api) -> None:
+    services = api.app[SERVICES]
+    created = await api.create_inspection()
+    sid, staff_id = created["id"], created["invites"]["staff"]["participant_id"]
+    async with services.repo.read() as tx:
+        session = await tx.session(sid)
+    assert session is not None
+    # Room for every frame in the analyser's own queue: any resync comes from the tap's losses.
+    services.inspection.settings = AnalyserSettings(queue_frames=1000, backlog_high=1000)
+    services.inspection.published(session, Participant(staff_id, sid, ParticipantRole.STAFF, "Staff", 0.0))
+    clip = await asyncio.to_thread(dark_clip)
+    deltas = [p for p, key in zip(clip.frames, clip.keyframes, strict=True) if not key]
+    frames = to_encoded_frames([clip.frames[0], *deltas[:4], *(deltas * 2)[:150]])
+    # The media engine's side of the tap: a keyframe and a few frames, taken by the analyser...
+    slot = services.media._sessions[sid].slots[(staff_id, "video")]
+    for frame in frames[:5]:
+        for tap in slot.taps:
+            tap.put(frame)
+    await wait_until(
+        lambda: (services.inspection.stats(sid, staff_id) or AnalyserStats()).frames_decoded >= 5
+    )
+    # ...then a burst larger than the tap holds (a stalled loop): the oldest frames are lost.
+    for frame in frames[5:]:
+        for tap in slot.taps:
+            tap.put(frame)
+
+    def resynchronising() -> bool:
+        stats = services.inspection.stats(sid, staff_id)
+        return stats is not None and stats.frames_skipped >= 100 and stats.keyframe_requests >= 1
+
+    await wait_until(resynchronising, within=10)
+    stats = services.inspection.stats(sid, staff_id)
+    assert stats is not None and stats.frames_decoded == 5 and stats.decode_errors == 0
+    assert stats.frames_dropped == 0 and sum(t.dropped for t in slot.taps) == 30
+    await services.conference.end(await _officer(api), sid)
