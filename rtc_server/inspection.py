@@ -22,7 +22,6 @@ import hashlib
 import logging
 import secrets
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +115,8 @@ class InspectionService:
         self.settings = settings or AnalyserSettings()
         self.font_path = font_path
         self._streams: dict[tuple[str, str], _Stream] = {}
-        self._report_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # One report built at a time: it is rare, and two at once would take both cores from media.
+        self._report_lock = asyncio.Lock()
 
     # -- the conference's observer ------------------------------------------------------------------
 
@@ -168,23 +168,23 @@ class InspectionService:
             checklist = await self._checklist(sid)
             dropped = stream.tap.dropped
             async for frame in stream.tap:
-                if stream.analyser is None or frame.codec != stream.codec:
+                if frame.codec != stream.codec:
                     # A phone that republishes with another codec gets a decoder for it.
                     if stream.analyser is not None:
                         await stream.analyser.close()
                         stream.analyser = None
+                    stream.codec = frame.codec
+                    dropped = stream.tap.dropped
                     try:
                         stream.analyser = self._analyser(stream, frame.codec, checklist)
                     except UnsupportedCodec:
                         log.warning("inspection %s: cannot analyse %s video", sid, frame.codec)
-                        continue
-                    stream.codec = frame.codec
-                    dropped = stream.tap.dropped
-                elif stream.tap.dropped != dropped:
+                elif stream.tap.dropped != dropped and stream.analyser is not None:
                     # Frames lost before this one: the decoder must resynchronise on a keyframe.
                     dropped = stream.tap.dropped
                     stream.analyser.notify_gap()
-                stream.analyser.feed(frame)
+                if stream.analyser is not None:
+                    stream.analyser.feed(frame)
         except Exception:
             log.exception("analysis of %s/%s failed", sid, pid)
         finally:
@@ -320,7 +320,7 @@ class InspectionService:
         session = await self._inspection(principal, session_id)
         if is_active(session.state):
             raise Conflict("The report is issued after the inspection ends.", code="session_not_ended")
-        async with self._report_locks[session_id]:
+        async with self._report_lock:
             existing = await self._report_document(session_id)
             if existing is not None:
                 return existing
