@@ -16,6 +16,7 @@ from rtc_server.api.media_routes import media_error
 from rtc_server.appkeys import SERVICES
 from rtc_server.conference import Client
 from rtc_server.errors import ApiError
+from rtc_server.inspection import hint_message
 from rtc_server.lifecycle import is_active
 from rtc_server.media import MediaError
 from rtc_server.models import ParticipantRole
@@ -130,6 +131,9 @@ async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
             ],
         }
     )
+    # A page that reconnects while a quality hint is on shows it again at once.
+    for hint in services.inspection.active_hints(session_id, participant.id):
+        outbox.send(hint_message(hint, True))
     is_officer = participant.role is ParticipantRole.OFFICER
     relay = asyncio.create_task(_relay_events(services, client, is_officer))
     try:

@@ -60,6 +60,10 @@ async def test_dark_picture_hint_reaches_the_staff_socket(api: Api) -> None:
             "message": HINT_MESSAGES["too_dark"],
         }
         assert "光线" in hint["message"]["zh"] and "light" in hint["message"]["en"]
+        # A reloaded page is told at once about a hint that is still on.
+        again = await joined(api, sid, staff["token"])
+        assert (await next_of_type(again, "hint", within=5)) == hint
+        await again.close()
     finally:
         await pc.close()
     # The observer's socket saw presence changes only, never a hint.
