@@ -22,6 +22,9 @@ from .stats import MediaCounters
 
 # When no keyframe arrives although one is wanted, ask again this often (a PLI can be lost).
 KEYFRAME_RETRY_S = 1.0
+# A viewer that starts just after a keyframe went by would otherwise wait out the whole rate limit:
+# once the previous request has been answered, its request goes out after this much instead.
+ANSWERED_REQUEST_GAP_S = 0.1
 
 
 class KeyframeSource(Protocol):
@@ -178,7 +181,7 @@ class ForwardTrack(MediaStreamTrack):
         if not self.started:
             self.started = True
             if self.slot is not None:
-                self.slot.request_keyframe()
+                self.slot.request_keyframe(starting_viewer=True)
         now = time.monotonic()
         if self._inflight_at is not None:
             # The sender calls recv() again right after sending the previous frame's last packet.
@@ -246,6 +249,8 @@ class TrackSlot:
         self._min_interval = keyframe_min_interval_s
         self._pli_wanted = asyncio.Event()
         self._pli_task: asyncio.Task[None] | None = None
+        self._keyframe_since_request = False
+        self._starting_viewer = False
 
     @property
     def idle(self) -> bool:
@@ -253,6 +258,8 @@ class TrackSlot:
 
     def deliver(self, frame: EncodedFrame) -> None:
         self.last_frame_wallclock = frame.wallclock
+        if frame.keyframe:
+            self._keyframe_since_request = True
         self._counters.frames_received += 1
         self._counters.bytes_received += len(frame.data)
         for viewer in self.viewers:
@@ -294,10 +301,12 @@ class TrackSlot:
         estimates = [v.bitrate_estimate for v in self.viewers if v.bitrate_estimate is not None]
         return max(self._bitrate_floor, min(estimates)) if estimates else None
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, starting_viewer: bool = False) -> None:
         """Ask the publisher for a keyframe; coalesced and rate-limited by the slot's task."""
         if self.kind == "video":
             self._counters.keyframes_requested += 1
+            if starting_viewer:
+                self._starting_viewer = True
             self._pli_wanted.set()
 
     def _keyframe_still_wanted(self) -> bool:
@@ -316,13 +325,18 @@ class TrackSlot:
                 if not self._keyframe_still_wanted():
                     continue
             self._pli_wanted.clear()
-            wait = last_sent + self._min_interval - time.monotonic()
+            interval = self._min_interval
+            if self._starting_viewer and self._keyframe_since_request:
+                interval = min(interval, ANSWERED_REQUEST_GAP_S)
+            wait = last_sent + interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
                 self._pli_wanted.clear()
             source = self.source
             if source is None:
                 continue
+            self._starting_viewer = False
+            self._keyframe_since_request = False
             last_sent = time.monotonic()
             self._counters.plis_sent += 1
             await source.send_pli()
