@@ -111,3 +111,37 @@ async def test_nothing_is_queued_before_the_viewer_can_receive_and_its_first_pul
     track.push(frame(6000, True, data=b"fresh"))
     assert bytes(await pulling) == b"fresh"
     await slot.close()
+
+
+class FakeSource:
+    def __init__(self) -> None:
+        self.plis: list[float] = []
+        self.synchronised = True
+
+    async def send_pli(self) -> None:
+        import time
+
+        self.plis.append(time.monotonic())
+
+
+async def test_keyframe_requests_are_rate_limited_except_a_starting_viewers_after_an_answer() -> None:
+    counters = MediaCounters()
+    slot = TrackSlot("video", counters, keyframe_min_interval_s=0.5)
+    source = FakeSource()
+    slot.attach_source(source, "VP8", 90000)  # asks at once
+    await asyncio.sleep(0.05)
+    assert len(source.plis) == 1
+    for _ in range(5):  # a burst from viewers: held back by the rate limit
+        slot.request_keyframe()
+    await asyncio.sleep(0.2)
+    assert len(source.plis) == 1
+    await asyncio.sleep(0.4)
+    assert len(source.plis) == 2, "the burst is coalesced into one request after the interval"
+    slot.deliver(frame(0, True))  # that request is answered
+    slot.request_keyframe(starting_viewer=True)  # a viewer starts just after the keyframe went by
+    await asyncio.sleep(0.2)
+    assert len(source.plis) == 3 and source.plis[2] - source.plis[1] < 0.3
+    slot.request_keyframe(starting_viewer=True)  # no keyframe since: the regular limit applies
+    await asyncio.sleep(0.05)
+    assert len(source.plis) == 3
+    await slot.close()
