@@ -51,6 +51,11 @@ async def test_officer_creates_an_inspection_and_gets_a_scannable_invite(
         await screenshot(page, "console-login-1440x900")
         await officer_login(page, site)
         await screenshot(page, "console-welcome-1440x900")
+        # A stale link to a session that does not exist says so and keeps the officer signed in.
+        await page.goto(site.url + "/#session/ses_doesnotexist")
+        await page.reload()  # a fragment change alone does not load the page again
+        await page.get_by_role("alert").get_by_text("No such session").wait_for()
+        assert await page.get_by_role("button", name="Sign out").is_visible()
 
         invite = await create_inspection(
             page, "Warehouse 7 stock check", [("SKU-1", "Pallet of rice", "2"), ("6901234567892", "Oil", "")]

@@ -114,7 +114,19 @@ async function openSession(id) {
   const view = new SessionView({ id, api, invites: state.invites, onChange: () => refreshSessions() });
   state.sessionView = view;
   showView('session-view');
-  await view.open();
+  try {
+    await view.open();
+  } catch (err) {
+    // Gone, or another officer's: back to the start page, with the reason, still signed in.
+    if (!state.token) return;
+    leaveSession();
+    showView('welcome-view');
+    const notice = $('welcome-error');
+    notice.textContent = t('error_generic', { msg: err.message });
+    show(notice, true);
+    return;
+  }
+  show($('welcome-error'), false);
   await refreshSessions();
 }
 
