@@ -99,12 +99,12 @@ async def chromium_samples(page: Page, t0: float, t1: float) -> dict[str, Any]:
     return row
 
 
-async def run_browser_loopback(seconds: float, warmup: float = 5.0) -> dict[str, Any]:
+async def run_browser_loopback(seconds: float, warmup: float = 5.0, kind: str = "signing") -> dict[str, Any]:
     """Chromium canvas -> rtc-server (loopback) -> a Chromium viewer page and an aiortc viewer."""
     with tempfile.TemporaryDirectory() as tmp, rtc_server(Path(tmp)) as server:
         async with aiohttp.ClientSession() as http, chromium() as browser:
             officer = await officer_token(http, server.url)
-            session = await new_session(http, server.url, officer, "browser bench")
+            session = await new_session(http, server.url, officer, "browser bench", kind)
             publisher = await open_page(browser, server.url, "publisher", PUBLISHER_HTML)
             await publisher.evaluate(
                 "([u, t, k]) => window.start(u, t, k)",

@@ -70,9 +70,9 @@ class _Pair:
 
 
 async def _add_session(
-    http: aiohttp.ClientSession, url: str, officer: str, clip: EncodedClip, n: int
+    http: aiohttp.ClientSession, url: str, officer: str, clip: EncodedClip, n: int, kind: str
 ) -> _Pair:
-    session = await new_session(http, url, officer, f"capacity {n}")
+    session = await new_session(http, url, officer, f"capacity {n}", kind)
     track = ClipTrack(clip)
     publisher = Publisher(track)
     await publisher.publish(http, session.whip(url), session.publish_token, True)
@@ -81,12 +81,12 @@ async def _add_session(
     return _Pair(publisher, viewer)
 
 
-def _worker(conn: Connection, url: str, officer: str, clip: EncodedClip) -> None:
+def _worker(conn: Connection, url: str, officer: str, clip: EncodedClip, kind: str) -> None:
     """A load-generator process: owns some sessions' clients, answers the orchestrator's commands."""
-    asyncio.run(_worker_loop(conn, url, officer, clip))
+    asyncio.run(_worker_loop(conn, url, officer, clip, kind))
 
 
-async def _worker_loop(conn: Connection, url: str, officer: str, clip: EncodedClip) -> None:
+async def _worker_loop(conn: Connection, url: str, officer: str, clip: EncodedClip, kind: str) -> None:
     loop = asyncio.get_running_loop()
     pairs: list[_Pair] = []
     async with aiohttp.ClientSession() as http:
@@ -95,7 +95,7 @@ async def _worker_loop(conn: Connection, url: str, officer: str, clip: EncodedCl
                 command, arg = await loop.run_in_executor(None, conn.recv)
                 if command == "add":
                     for _ in range(arg):
-                        pairs.append(await _add_session(http, url, officer, clip, len(pairs)))
+                        pairs.append(await _add_session(http, url, officer, clip, len(pairs), kind))
                     await wait_for(lambda: all(p.viewer.samples for p in pairs), 30, "first frames")
                     conn.send(len(pairs))
                 elif command == "window":
@@ -120,14 +120,14 @@ async def _worker_loop(conn: Connection, url: str, officer: str, clip: EncodedCl
 
 
 class _Workers:
-    def __init__(self, count: int, url: str, officer: str, clip: EncodedClip) -> None:
+    def __init__(self, count: int, url: str, officer: str, clip: EncodedClip, kind: str = "signing") -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
         self.sizes = [0] * count
         for _ in range(count):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, url, officer, clip), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, url, officer, clip, kind), daemon=True)
             proc.start()
             self.conns.append(parent)
             self.procs.append(proc)
@@ -198,6 +198,7 @@ async def run_capacity(
     fmt: VideoFormat | None = None,
     workers: int = 2,
     log: Callable[[str], None] = print,
+    kind: str = "signing",
 ) -> CapacityReport:
     """Grow to each step's session count, measure, and stop at the first step that misses 29 fps."""
     fmt = fmt or VideoFormat()
@@ -206,7 +207,7 @@ async def run_capacity(
     with tempfile.TemporaryDirectory() as tmp, rtc_server(Path(tmp)) as server:
         async with aiohttp.ClientSession() as http:
             officer = await officer_token(http, server.url)
-            pool = _Workers(workers, server.url, officer, clip)
+            pool = _Workers(workers, server.url, officer, clip, kind)
             try:
                 for target in steps:
                     await pool.grow_to(target)

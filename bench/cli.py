@@ -4,6 +4,7 @@
     rtc-server bench capacity [--steps 10,20,30]   concurrent sessions at >= 29 fps
     rtc-server bench network  [--profiles wifi,4g,3g] [--browser]   impaired links (root: netns)
     rtc-server bench browser  [--seconds 20]       Chromium canvas -> server -> Chromium viewer
+    rtc-server bench profile  [--sessions 10]      py-spy of the server's forward path
     rtc-server bench all      [--smoke]            everything, a few seconds each with --smoke
 
 Every command prints Markdown table rows and, with --json FILE, writes the raw figures.
@@ -50,15 +51,19 @@ async def cmd_loopback(args: argparse.Namespace) -> dict[str, Any]:
     from .latency import run_loopback
 
     fmt = VideoFormat(args.width, args.height, 30, args.bitrate)
-    report = await run_loopback(fmt, args.seconds, args.warmup, tuple(args.modes.split(",")))
+    modes = tuple(args.modes.split(","))
+    report = await run_loopback(fmt, args.seconds, args.warmup, modes, args.kind, args.rounds)
     rows = [r.row() for r in report.results.values()]
     derived = report.derived()
-    print(f"\nLoopback, {fmt.width}x{fmt.height} VP8 at 30 fps, {args.seconds:.0f} s per system:")
+    print(
+        f"\nLoopback, {fmt.width}x{fmt.height} VP8 at 30 fps, {args.seconds:.0f} s per system, {args.kind}:"
+    )
     print(
         table(
             rows,
             [
                 "mode",
+                "rounds",
                 "frames",
                 "fps",
                 "p50_ms",
@@ -86,7 +91,7 @@ async def cmd_capacity(args: argparse.Namespace) -> dict[str, Any]:
     from .capacity import run_capacity
 
     steps = tuple(int(s) for s in args.steps.split(","))
-    report = await run_capacity(steps, args.seconds, args.settle, workers=args.workers)
+    report = await run_capacity(steps, args.seconds, args.settle, workers=args.workers, kind=args.kind)
     rows = [s.row() for s in report.steps]
     print(f"\nCapacity (clip {report.clip_kbps:.0f} kbit/s 640x480, recording on):")
     print(
@@ -153,7 +158,7 @@ async def cmd_network(args: argparse.Namespace) -> dict[str, Any]:
 async def cmd_browser(args: argparse.Namespace) -> dict[str, Any]:
     from .browser import run_browser_loopback
 
-    result = await run_browser_loopback(args.seconds, args.warmup)
+    result = await run_browser_loopback(args.seconds, args.warmup, args.kind)
     print(f"\nChromium canvas -> rtc-server (loopback); publisher sent {result['publisher']}")
     rows = [
         {"viewer": "chromium", **result["chromium_viewer"]},
@@ -163,15 +168,26 @@ async def cmd_browser(args: argparse.Namespace) -> dict[str, Any]:
     return {"browser": result}
 
 
+async def cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
+    from .profile import run_profile
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = await run_profile(args.sessions, args.seconds, out, args.kind)
+    print(text)
+    return {"profile": text, "collapsed_stacks": str(out)}
+
+
 async def cmd_all(args: argparse.Namespace) -> dict[str, Any]:
     smoke = args.smoke
     out: dict[str, Any] = {}
-    common = {"json": None}
+    common = {"json": None, "kind": args.kind}
     out.update(
         await cmd_loopback(
             argparse.Namespace(
                 seconds=3 if smoke else args.seconds,
                 warmup=1 if smoke else 3,
+                rounds=1 if smoke else 3,
                 modes="direct,sfu,relay",
                 width=640,
                 height=480,
@@ -191,7 +207,11 @@ async def cmd_all(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
     )
-    out.update(await cmd_browser(argparse.Namespace(seconds=3 if smoke else 20, warmup=2 if smoke else 15)))
+    out.update(
+        await cmd_browser(
+            argparse.Namespace(seconds=3 if smoke else 20, warmup=2 if smoke else 15, kind=args.kind)
+        )
+    )
     out.update(
         await cmd_network(
             argparse.Namespace(
@@ -200,6 +220,7 @@ async def cmd_all(args: argparse.Namespace) -> dict[str, Any]:
                 warmup=2 if smoke else 10,
                 impaired="pub,view",
                 browser=False,
+                kind=args.kind,
             )
         )
     )
@@ -229,24 +250,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", help="also write the raw figures to this file")
     sub = parser.add_subparsers(dest="bench", required=True)
+    # signing: the field participant's video is forwarded and recorded; inspection: the server also
+    # decodes it a few times a second to read barcodes (the analyser), which costs more than forwarding.
+    kind = argparse.ArgumentParser(add_help=False)
+    kind.add_argument("--kind", choices=["signing", "inspection"], default="signing", help="session kind")
 
-    loop = sub.add_parser("loopback", help="glass-to-glass and server CPU: direct, rtc-server, relay")
+    loop = sub.add_parser(
+        "loopback", parents=[kind], help="glass-to-glass and server CPU: direct, rtc-server, relay"
+    )
     loop.add_argument("--seconds", type=float, default=20.0)
     loop.add_argument("--warmup", type=float, default=3.0)
     loop.add_argument("--modes", default="direct,sfu,relay")
+    loop.add_argument("--rounds", type=int, default=3, help="interleaved windows per system")
     loop.add_argument("--width", type=int, default=640)
     loop.add_argument("--height", type=int, default=480)
     loop.add_argument("--bitrate", type=int, default=1_000_000)
     loop.set_defaults(run=cmd_loopback)
 
-    cap = sub.add_parser("capacity", help="concurrent sessions at >= 29 fps each")
+    cap = sub.add_parser("capacity", parents=[kind], help="concurrent sessions at >= 29 fps each")
     cap.add_argument("--steps", type=step_list, default="10,20,30,40,50,60")
     cap.add_argument("--seconds", type=float, default=10.0)
     cap.add_argument("--settle", type=float, default=3.0)
     cap.add_argument("--workers", type=int, default=2, help="load-generator processes")
     cap.set_defaults(run=cmd_capacity)
 
-    net = sub.add_parser("network", help="impaired links in network namespaces (root)")
+    net = sub.add_parser("network", parents=[kind], help="impaired links in network namespaces (root)")
     net.add_argument("--profiles", type=profile_list, default="wifi,4g,3g", help=f"of {', '.join(PROFILES)}")
     net.add_argument("--seconds", type=float, default=60.0)
     net.add_argument("--warmup", type=float, default=10.0)
@@ -254,12 +282,22 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--browser", action="store_true", help="publish from Chromium instead of aiortc")
     net.set_defaults(run=cmd_network)
 
-    br = sub.add_parser("browser", help="Chromium canvas publisher, Chromium and aiortc viewers")
+    br = sub.add_parser(
+        "browser", parents=[kind], help="Chromium canvas publisher, Chromium and aiortc viewers"
+    )
     br.add_argument("--seconds", type=float, default=20.0)
     br.add_argument("--warmup", type=float, default=15.0, help="Chromium ramps its bitrate up slowly")
     br.set_defaults(run=cmd_browser)
 
-    everything = sub.add_parser("all", help="every benchmark in turn")
+    prof = sub.add_parser(
+        "profile", parents=[kind], help="py-spy profile of the server forwarding N sessions"
+    )
+    prof.add_argument("--sessions", type=int, default=1)
+    prof.add_argument("--seconds", type=float, default=20.0)
+    prof.add_argument("--out", default="var/bench/server-profile.txt", help="py-spy collapsed stacks")
+    prof.set_defaults(run=cmd_profile)
+
+    everything = sub.add_parser("all", parents=[kind], help="every benchmark in turn")
     everything.add_argument("--smoke", action="store_true", help="a few seconds each (checks, not figures)")
     everything.add_argument("--seconds", type=float, default=20.0)
     everything.set_defaults(run=cmd_all)

@@ -16,10 +16,10 @@ from typing import Any
 
 import aiohttp
 
-from .clients import DecodingViewer, Publisher, close_all, wait_for
-from .servers import Running, metrics_delta, new_session, officer_token, relay_server, rtc_server, scrape
+from .clients import DecodingViewer, Publisher, close_all, local_offer, set_answer, wait_for
+from .servers import Running, metrics_delta_many, new_session, officer_token, relay_server, rtc_server, scrape
 from .sources import LiveEncodedTrack, VideoFormat
-from .stats import LatencySummary, summarise
+from .stats import LatencySummary, Window, summarise_windows
 
 MODES = ("direct", "sfu", "relay")
 
@@ -34,9 +34,10 @@ class ModeResult:
     server_rss_mib: float | None = None
     server_idle_cpu_pct: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    rounds: int = 1
 
     def row(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mode": self.mode, **self.latency.row()}
+        out: dict[str, Any] = {"mode": self.mode, "rounds": self.rounds, **self.latency.row()}
         out["publisher_kbps"] = round(self.publisher_kbps)
         out["encode_ms"] = round(self.encode_ms, 1)
         if self.server_cpu_pct is not None:
@@ -48,15 +49,28 @@ class ModeResult:
         return out
 
 
+@dataclass
+class Round:
+    """One measurement window of one system."""
+
+    window: Window
+    kbps: float
+    encode_ms: float
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    rss_mib: float | None = None
+    idle_cpu_pct: float | None = None
+    scrapes: tuple[str, str] | None = None
+
+
 async def _measure(
-    publisher: Publisher,
     viewer: DecodingViewer,
     seconds: float,
     warmup: float,
     server: Running | None,
     http: aiohttp.ClientSession,
     metrics_url: str | None,
-) -> tuple[LatencySummary, float | None, float | None, dict[str, Any]]:
+) -> tuple[Window, float, float, float | None, tuple[str, str] | None]:
     await wait_for(lambda: len(viewer.samples) > 0, 20, "the first frame at the viewer")
     await asyncio.sleep(warmup)
     before = await scrape(http, metrics_url) if metrics_url else ""
@@ -65,10 +79,9 @@ async def _measure(
     cpu1, t1 = (server.cpu() if server else 0.0), time.time()
     after = await scrape(http, metrics_url) if metrics_url else ""
     samples = list(viewer.samples)
-    summary = summarise([s.shown for s in samples], [s.captured for s in samples], t0, t1)
-    cpu = 100 * (cpu1 - cpu0) / (t1 - t0) if server else None
+    window: Window = ([s.shown for s in samples], [s.captured for s in samples], t0, t1)
     rss = server.rss_mib() if server else None
-    return summary, cpu, rss, metrics_delta(before, after) if metrics_url else {}
+    return window, cpu1 - cpu0, t1 - t0, rss, (before, after) if metrics_url else None
 
 
 async def idle_cpu(server: Running, seconds: float = 2.0) -> float:
@@ -77,28 +90,31 @@ async def idle_cpu(server: Running, seconds: float = 2.0) -> float:
     return 100 * (server.cpu() - c0) / (time.monotonic() - t0)
 
 
-async def run_mode(mode: str, fmt: VideoFormat, seconds: float, warmup: float) -> ModeResult:
+async def run_mode(
+    mode: str, fmt: VideoFormat, seconds: float, warmup: float, kind: str = "signing"
+) -> Round:
+    """One window of one system: a fresh publisher, viewer and server (or relay) process."""
     track = LiveEncodedTrack(fmt)
     publisher = Publisher(track)
     viewer = DecodingViewer(audio=mode != "direct")
+    idle: float | None = None
     async with aiohttp.ClientSession() as http:
         try:
             if mode == "direct":
-                offer = await _offer(publisher)
-                await _set(publisher, await viewer.accept(offer, loopback=True))
-                summary, cpu, rss, metrics = await _measure(
-                    publisher, viewer, seconds, warmup, None, http, None
+                offer = await local_offer(publisher.pc, True)
+                await set_answer(publisher.pc, await viewer.accept(offer, loopback=True))
+                window, cpu_s, wall_s, rss, scrapes = await _measure(
+                    viewer, seconds, warmup, None, http, None
                 )
-                idle = None
             elif mode == "sfu":
                 with tempfile.TemporaryDirectory() as tmp, rtc_server(Path(tmp)) as server:
                     idle = await idle_cpu(server)
                     officer = await officer_token(http, server.url)
-                    session = await new_session(http, server.url, officer, "latency bench")
+                    session = await new_session(http, server.url, officer, "latency bench", kind)
                     await publisher.publish(http, session.whip(server.url), session.publish_token, True)
                     await viewer.watch(http, session.whep(server.url), officer, True)
-                    summary, cpu, rss, metrics = await _measure(
-                        publisher, viewer, seconds, warmup, server, http, server.url
+                    window, cpu_s, wall_s, rss, scrapes = await _measure(
+                        viewer, seconds, warmup, server, http, server.url
                     )
                     await close_all(viewer, publisher)
             elif mode == "relay":
@@ -106,8 +122,8 @@ async def run_mode(mode: str, fmt: VideoFormat, seconds: float, warmup: float) -
                     idle = await idle_cpu(relay)
                     await publisher.publish(http, f"{relay.url}/whip", None, True)
                     await viewer.watch(http, f"{relay.url}/whep", None, True)
-                    summary, cpu, rss, metrics = await _measure(
-                        publisher, viewer, seconds, warmup, relay, http, None
+                    window, cpu_s, wall_s, rss, scrapes = await _measure(
+                        viewer, seconds, warmup, relay, http, None
                     )
                     await close_all(viewer, publisher)
             else:
@@ -116,20 +132,25 @@ async def run_mode(mode: str, fmt: VideoFormat, seconds: float, warmup: float) -
             await close_all(viewer, publisher)
     kbps = track.bytes_sent * 8 / max(1, track.frames_sent) * fmt.fps / 1000
     encode_ms = 1000 * track.encode_s / max(1, track.frames_sent)
-    result = ModeResult(mode, summary, kbps, encode_ms, cpu, rss, idle, metrics)
-    return result
+    return Round(window, kbps, encode_ms, cpu_s, wall_s, rss, idle, scrapes)
 
 
-async def _offer(publisher: Publisher) -> str:
-    from .clients import local_offer
-
-    return await local_offer(publisher.pc, True)
-
-
-async def _set(publisher: Publisher, answer: str) -> None:
-    from .clients import set_answer
-
-    await set_answer(publisher.pc, answer)
+def merge(mode: str, rounds: list[Round]) -> ModeResult:
+    n = len(rounds)
+    measured = mode != "direct"
+    wall = sum(r.wall_s for r in rounds)
+    scrapes = [r.scrapes for r in rounds if r.scrapes is not None]
+    return ModeResult(
+        mode=mode,
+        latency=summarise_windows([r.window for r in rounds]),
+        publisher_kbps=sum(r.kbps for r in rounds) / n,
+        encode_ms=sum(r.encode_ms for r in rounds) / n,
+        server_cpu_pct=100 * sum(r.cpu_s for r in rounds) / wall if measured and wall > 0 else None,
+        server_rss_mib=max(r.rss_mib or 0.0 for r in rounds) if measured else None,
+        server_idle_cpu_pct=sum(r.idle_cpu_pct or 0.0 for r in rounds) / n if measured else None,
+        metrics=metrics_delta_many(scrapes) if scrapes else {},
+        rounds=n,
+    )
 
 
 @dataclass
@@ -155,9 +176,17 @@ class LoopbackReport:
 
 
 async def run_loopback(
-    fmt: VideoFormat, seconds: float, warmup: float = 2.0, modes: tuple[str, ...] = MODES
+    fmt: VideoFormat,
+    seconds: float,
+    warmup: float = 2.0,
+    modes: tuple[str, ...] = MODES,
+    kind: str = "signing",
+    rounds: int = 1,
 ) -> LoopbackReport:
-    results = {}
-    for mode in modes:
-        results[mode] = await run_mode(mode, fmt, seconds, warmup)
-    return LoopbackReport(fmt, seconds, results)
+    """Each system for `seconds` in total, in `rounds` interleaved windows (direct, sfu, relay, direct,
+    ...) so that load from elsewhere on the machine falls on all of them alike."""
+    collected: dict[str, list[Round]] = {mode: [] for mode in modes}
+    for _ in range(rounds):
+        for mode in modes:
+            collected[mode].append(await run_mode(mode, fmt, seconds / rounds, warmup, kind))
+    return LoopbackReport(fmt, seconds, {mode: merge(mode, r) for mode, r in collected.items()})

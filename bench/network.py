@@ -42,6 +42,7 @@ def run_profile(
     warmup: float = 5.0,
     impaired: tuple[str, ...] = ("pub", "view"),
     browser: bool = False,
+    kind: str = "signing",
 ) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -59,6 +60,8 @@ def run_profile(
                 str(seconds),
                 "--warmup",
                 str(warmup),
+                "--kind",
+                kind,
             )
             session = _read_line(viewer, "SESSION", 60)
             args = ["--whip", f"{server.url}/api/v1/sessions/{session['id']}/whip"]

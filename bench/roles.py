@@ -28,11 +28,11 @@ def emit(kind: str, payload: dict[str, object]) -> None:
     print(f"{kind} {json.dumps(payload)}", flush=True)
 
 
-async def watch(base: str, seconds: float, warmup: float, first_frame_within: float) -> None:
+async def watch(base: str, seconds: float, warmup: float, first_frame_within: float, kind: str) -> None:
     viewer = DecodingViewer()
     async with aiohttp.ClientSession() as http:
         officer = await officer_token(http, base)
-        session = await new_session(http, base, officer, "network bench")
+        session = await new_session(http, base, officer, "network bench", kind)
         emit("SESSION", asdict(session))
         try:
             await viewer.watch(http, session.whep(base), officer, loopback=False)
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--seconds", type=float, default=30)
     w.add_argument("--warmup", type=float, default=5)
     w.add_argument("--first-frame-within", type=float, default=60)
+    w.add_argument("--kind", default="signing", choices=["signing", "inspection"])
     p = sub.add_parser("publish")
     p.add_argument("--whip", required=True)
     p.add_argument("--token", required=True)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--browser", action="store_true", help="publish from Chromium's canvas instead")
     args = parser.parse_args(argv)
     if args.role == "watch":
-        asyncio.run(watch(args.base, args.seconds, args.warmup, args.first_frame_within))
+        asyncio.run(watch(args.base, args.seconds, args.warmup, args.first_frame_within, args.kind))
     elif args.browser:
         from .browser import publish_from_chromium
 

@@ -148,14 +148,42 @@ async def officer_token(http: aiohttp.ClientSession, base: str) -> str:
         return token
 
 
-async def new_session(http: aiohttp.ClientSession, base: str, officer: str, title: str) -> BenchSession:
-    """An inspection: the staff invite publishes over WHIP, the officer watches over WHEP."""
+def _tiny_pdf() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 80), "white").save(buffer, "PDF")
+    return buffer.getvalue()
+
+
+async def new_session(
+    http: aiohttp.ClientSession, base: str, officer: str, title: str, kind: str = "signing"
+) -> BenchSession:
+    """A session whose field participant publishes over WHIP (its invite) and the officer watches.
+
+    `signing`: the signer's video is forwarded and recorded. `inspection`: the staff's video is also
+    decoded and searched for barcodes by the server's analyser, which costs more CPU than forwarding.
+    """
     headers = {"Authorization": f"Bearer {officer}"}
-    async with http.post(f"{base}/api/v1/inspections", json={"title": title}, headers=headers) as r:
+    if kind == "inspection":
+        request = http.post(f"{base}/api/v1/inspections", json={"title": title}, headers=headers)
+        role = "staff"
+    elif kind == "signing":
+        form = aiohttp.FormData()
+        form.add_field("document", _tiny_pdf(), filename="contract.pdf", content_type="application/pdf")
+        form.add_field("signer", '{"name": "Bench Signer"}', content_type="application/json")
+        form.add_field("title", title)
+        request = http.post(f"{base}/api/v1/signings", data=form, headers=headers)
+        role = "signer"
+    else:
+        raise BenchError(f"unknown session kind {kind!r}")
+    async with request as r:
         if r.status != 201:
-            raise BenchError(f"create inspection: {r.status} {await r.text()}")
+            raise BenchError(f"create {kind}: {r.status} {await r.text()}")
         body = await r.json()
-    return BenchSession(body["id"], body["invites"]["staff"]["token"], officer)
+    return BenchSession(body["id"], body["invites"][role]["token"], officer)
 
 
 REQUIRED_METRICS = (
@@ -179,17 +207,31 @@ async def scrape(http: aiohttp.ClientSession, base: str) -> str:
 
 def metrics_delta(before: str, after: str) -> dict[str, float | list[str]]:
     """Forwarding delay p50/p95 and counters over a window (difference of two scrapes)."""
-    missing = [name for name in REQUIRED_METRICS if name not in after]
-    b0, s0, c0 = parse_histogram(before, "rtc_forward_delay_seconds")
-    b1, s1, c1 = parse_histogram(after, "rtc_forward_delay_seconds")
-    prior = dict(b0)
-    window = [(bound, count - prior.get(bound, 0.0)) for bound, count in b1]
+    return metrics_delta_many([(before, after)])
+
+
+def metrics_delta_many(windows: list[tuple[str, str]]) -> dict[str, float | list[str]]:
+    """As metrics_delta, over several windows (each a pair of scrapes of one server) added together."""
+    missing = sorted({name for _, after in windows for name in REQUIRED_METRICS if name not in after})
+    summed: dict[float, float] = {}
+    total_s = total_n = 0.0
+    counters = dict.fromkeys(REQUIRED_METRICS[1:], 0.0)
+    for before, after in windows:
+        b0, s0, c0 = parse_histogram(before, "rtc_forward_delay_seconds")
+        b1, s1, c1 = parse_histogram(after, "rtc_forward_delay_seconds")
+        prior = dict(b0)
+        for bound, count in b1:
+            summed[bound] = summed.get(bound, 0.0) + count - prior.get(bound, 0.0)
+        total_s += s1 - s0
+        total_n += c1 - c0
+        for name in counters:
+            counters[name] += counter(after, name) - counter(before, name)
+    window = sorted(summed.items())
     out: dict[str, float | list[str]] = {
         "forward_delay_p50_ms": 1000 * histogram_quantile(window, 0.5),
         "forward_delay_p95_ms": 1000 * histogram_quantile(window, 0.95),
-        "forward_delay_mean_ms": 1000 * (s1 - s0) / (c1 - c0) if c1 > c0 else float("nan"),
+        "forward_delay_mean_ms": 1000 * total_s / total_n if total_n > 0 else float("nan"),
         "missing_metrics": missing,
     }
-    for name in REQUIRED_METRICS[1:]:
-        out[name] = counter(after, name) - counter(before, name)
+    out.update(counters)
     return out

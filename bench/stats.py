@@ -46,26 +46,42 @@ class LatencySummary:
         }
 
 
+Window = tuple[list[float], list[float | None], float, float]
+
+
 def summarise(shown: list[float], captured: list[float | None], start: float, end: float) -> LatencySummary:
     """Frames shown in [start, end) (wall clock): latency is shown - captured for frames that carry it.
 
     A freeze is a gap over FREEZE_S between consecutive frames, counting the window's edges.
     """
-    inside = [(s, c) for s, c in zip(shown, captured, strict=True) if start <= s < end]
-    delays = [1000 * (s - c) for s, c in inside if c is not None]
-    times = [start, *sorted(s for s, _ in inside), end]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
+    return summarise_windows([(shown, captured, start, end)])
+
+
+def summarise_windows(windows: list[Window]) -> LatencySummary:
+    """One summary over several measurement windows (rounds of an interleaved run)."""
+    delays: list[float] = []
+    gaps: list[float] = []
+    frames = unread = 0
+    duration = 0.0
+    for shown, captured, start, end in windows:
+        inside = [(s, c) for s, c in zip(shown, captured, strict=True) if start <= s < end]
+        delays += [1000 * (s - c) for s, c in inside if c is not None]
+        times = [start, *sorted(s for s, _ in inside), end]
+        gaps += [b - a for a, b in itertools.pairwise(times)]
+        frames += len(inside)
+        unread += sum(1 for _, c in inside if c is None)
+        duration += end - start
     nan = float("nan")
     return LatencySummary(
-        frames=len(inside),
-        fps=len(inside) / (end - start),
+        frames=frames,
+        fps=frames / duration if duration > 0 else nan,
         p50_ms=percentile(delays, 50) if delays else nan,
         p95_ms=percentile(delays, 95) if delays else nan,
         p99_ms=percentile(delays, 99) if delays else nan,
         max_ms=max(delays) if delays else nan,
         freezes=sum(1 for g in gaps if g > FREEZE_S),
-        longest_gap_ms=1000 * max(gaps),
-        unread=sum(1 for _, c in inside if c is None),
+        longest_gap_ms=1000 * max(gaps) if gaps else nan,
+        unread=unread,
     )
 
 

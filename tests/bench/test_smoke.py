@@ -94,7 +94,7 @@ def test_cli_refuses_bad_arguments_with_usage_status() -> None:
 def test_cli_runs_a_benchmark_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     argv = [RTC_SERVER, "bench", "--json", str(out), "loopback", "--seconds", "1.5", "--warmup", "0.5"]
-    argv += ["--modes", "sfu", "--width", "320", "--height", "240", "--bitrate", "300000"]
+    argv += ["--rounds", "1", "--modes", "sfu", "--width", "320", "--height", "240", "--bitrate", "300000"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| sfu |" in done.stdout

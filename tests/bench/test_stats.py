@@ -79,3 +79,26 @@ def test_cpu_and_memory_of_this_process_from_proc() -> None:
         pass
     assert cpu_seconds(os.getpid()) - before >= 0.15
     assert rss_mib(os.getpid()) > 10
+
+
+def test_rounds_are_summarised_together() -> None:
+    from bench.stats import summarise_windows
+
+    first = ([1.0 + i / 30 for i in range(30)], [1.0 + i / 30 - 0.010 for i in range(30)], 1.0, 2.0)
+    second = ([5.0 + i / 30 for i in range(30)], [5.0 + i / 30 - 0.030 for i in range(30)], 5.0, 6.0)
+    s = summarise_windows([first, second])  # type: ignore[list-item]
+    assert s.frames == 60 and s.fps == pytest.approx(30)
+    assert s.p50_ms == pytest.approx(20, abs=0.01) and s.max_ms == pytest.approx(30, abs=0.01)
+    assert s.freezes == 0  # the time between rounds is not a freeze
+
+
+def test_metrics_of_several_servers_add_up() -> None:
+    from bench.servers import metrics_delta_many
+
+    window = (SCRAPE.format(a=0, b=0, c=0, s=0.0), SCRAPE.format(a=100, b=100, c=100, s=0.05))
+    slow = (SCRAPE.format(a=0, b=0, c=0, s=0.0), SCRAPE.format(a=0, b=0, c=100, s=0.5))
+    delta = metrics_delta_many([window, slow])
+    assert delta["rtc_forwarded_frames"] == 200
+    assert delta["forward_delay_p50_ms"] == pytest.approx(1.0)  # half the frames under 1 ms
+    assert delta["forward_delay_p95_ms"] == pytest.approx(2.0)  # beyond the last bound: that bound
+    assert delta["forward_delay_mean_ms"] == pytest.approx(2.75)
