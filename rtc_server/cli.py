@@ -43,7 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(
         f"rtc-server: data dir {config.data_path}\n"
         "  Create the first officer account with:\n"
-        f"    rtc-server users add NAME --role officer --password-stdin --data-dir {config.server.data_dir}",
+        f"    {sys.argv[0]} users add NAME --role officer --password-stdin"
+        f" --data-dir {config.server.data_dir}",
         file=sys.stderr,
     )
     asyncio.run(serve(config))
