@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Page, WebSocketRoute
 
 from tests.web.browser import (
     DESKTOP,
@@ -247,3 +248,43 @@ async def test_phone_comes_back_after_a_server_restart(aiohttp_server: ServerFac
         await officer.locator("#session-conn").get_by_text("Connected").wait_for(timeout=20000)
         await assert_officer_receives(officer, staff_id, since)
         assert problems_of(phone) == []
+
+
+async def test_a_silent_dead_link_is_noticed_and_replaced(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    """The network dies without the browser noticing (no offline event, no closed socket): the
+    unanswered ping gives it away, and the phone reconnects and publishes again by itself."""
+    site = await start_site(aiohttp_server, tmp_path / "data")
+    async with chromium() as browser:
+        _, officer = await new_page(browser, DESKTOP)
+        await officer_login(officer, site)
+        invite = await create_inspection(officer, "Dead link", [("SKU-1", "", "")])
+        _, phone = await new_page(browser, PHONE, is_mobile=True, has_touch=True)
+        sockets: list[WebSocketRoute] = []
+        dead: dict[str, WebSocketRoute | None] = {"socket": None}
+
+        def relay(route: WebSocketRoute) -> None:
+            server = route.connect_to_server()
+            sockets.append(route)
+            route.on_message(lambda m: server.send(m) if dead["socket"] is not route else None)
+            server.on_message(lambda m: route.send(m) if dead["socket"] is not route else None)
+
+        await phone.route_web_socket("**/ws", relay)
+        await phone.goto(invite)
+        await phone.get_by_role("button", name="Join now").click()
+        await until("the phone to publish", lambda: _publishing(phone))
+        staff_id = (await phone_state(phone))["participantId"]
+        since = await now_ms(officer)
+        dead["socket"] = sockets[-1]  # from now on nothing passes either way on this socket
+        started = time.monotonic()
+        await until("a second socket", lambda: _more_than(sockets, 1), timeout=30)
+        noticed = time.monotonic() - started
+        await until("the phone to publish again", lambda: _publishing(phone))
+        await assert_officer_receives(officer, staff_id, since)
+        print(f"\ndead signaling link noticed and replaced after {noticed:.1f} s")
+        assert noticed < 20
+
+
+async def _more_than(items: list[Any], n: int) -> bool:
+    return len(items) > n

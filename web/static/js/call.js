@@ -7,9 +7,13 @@ import { completeOffer, toIceServers } from './rtc.js';
 const PUBLISHING_ROLES = new Set(['officer', 'staff', 'signer']);
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 const MAX_BACKOFF_MS = 10000;
-const PING_EVERY_MS = 10000;
-// A silent socket for this long is treated as lost: browsers may not notice a dead network for minutes.
-const SILENCE_LIMIT_MS = 25000;
+const PING_EVERY_MS = 4000;
+// A ping unanswered for this long means the link is dead: browsers may not notice for minutes.
+// Measured from the ping, not from the last message, so that a background tab whose timers the
+// browser throttles does not mistake its own silence for the server's.
+const PONG_LIMIT_MS = 6000;
+// A media path that stays "disconnected" this long is rebuilt rather than left to recover.
+const DISCONNECTED_LIMIT_MS = 6000;
 
 function deviceInfo() {
   return {
@@ -42,6 +46,7 @@ export class CallClient extends EventTarget {
     this.retryTimer = null;
     this.pingTimer = null;
     this.lastHeard = 0;
+    this.pingSentAt = 0;
     this.publishedAt = null;
     this.onOnline = () => {
       if (this.closed || !this.retryTimer) return;
@@ -91,6 +96,7 @@ export class CallClient extends EventTarget {
     }
     this.ws = ws;
     this.welcomed = false;
+    this.pingSentAt = 0;
     ws.addEventListener('open', () => {
       if (generation !== this.generation) return;
       this.lastHeard = Date.now();
@@ -120,10 +126,11 @@ export class CallClient extends EventTarget {
 
   heartbeat() {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
-    if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
-      this.ws.close();
+    if (this.pingSentAt && this.lastHeard < this.pingSentAt) {
+      if (Date.now() - this.pingSentAt > PONG_LIMIT_MS) this.restart();
       return;
     }
+    this.pingSentAt = Date.now();
     this.send({ type: 'ping' });
   }
 
@@ -297,11 +304,19 @@ export class CallClient extends EventTarget {
     for (const track of this.localStream.getTracks()) {
       pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
     }
+    let stalled = null;
     pc.addEventListener('connectionstatechange', () => {
-      if (pc.connectionState === 'connected' && this.publisher === pub) this.publishedAt = Date.now();
+      const current = this.publisher === pub;
+      if (pc.connectionState === 'connected' && current) this.publishedAt = Date.now();
       this.emit('publisher-state', pc.connectionState);
+      clearTimeout(stalled);
       // A dead media path with a live-looking socket: start over, which publishes again.
-      if (pc.connectionState === 'failed' && this.publisher === pub) this.restart();
+      if (pc.connectionState === 'failed' && current) this.restart();
+      if (pc.connectionState === 'disconnected' && current) {
+        stalled = setTimeout(() => {
+          if (this.publisher === pub && pc.connectionState === 'disconnected') this.restart();
+        }, DISCONNECTED_LIMIT_MS);
+      }
     });
     const sdp = await completeOffer(pc);
     if (this.publisher !== pub || generation !== this.generation) return;

@@ -339,6 +339,11 @@ const STRINGS = {
   },
 };
 
+// Later modules bring their own text, in both languages, without editing the tables above.
+export function addStrings(extra) {
+  for (const [code, table] of Object.entries(extra)) if (code in STRINGS) Object.assign(STRINGS[code], table);
+}
+
 export function pickLanguage(languages) {
   for (const tag of languages || []) {
     const base = String(tag).toLowerCase().split('-')[0];
