@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -24,6 +25,7 @@ import recordings
 from recordings.journal import read_journal
 from rtc_server.media import EncodedFrame, EncodedFrameTap, MediaService
 from rtc_server.tls import write_private
+from signing import SigningService
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,33 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
         ),
     )
     return key
+
+
+def manifest_certificates(
+    signing: SigningService, key: ec.EllipticCurvePrivateKey, path: Path
+) -> list[x509.Certificate]:
+    """Blocking: the manifest key's certificate chain, issued once by the bank's CA and kept beside it."""
+
+    def spki(public: Any) -> bytes:
+        return bytes(
+            public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+
+    public_der = spki(key.public_key())
+    if path.exists():
+        # Reissued when the key changed or the certificate is about to expire.
+        chain = x509.load_pem_x509_certificates(path.read_bytes())
+        leaf = chain[0]
+        if (
+            spki(leaf.public_key()) == public_der
+            and leaf.not_valid_after_utc.timestamp() > time.time() + 86400
+        ):
+            return chain
+    chain = [
+        x509.load_der_x509_certificate(der) for der in signing.certify_key(public_der, "rtc-server evidence")
+    ]
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
+    return chain
 
 
 def public_key_pem(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:

@@ -17,7 +17,7 @@ from rtc_server.eventbus import EventBus
 from rtc_server.inspection import InspectionService
 from rtc_server.media import IceServer, MediaService, MediaSettings, PeerEvent
 from rtc_server.metrics import Metrics
-from rtc_server.recorder import RecordingService, load_or_create_key
+from rtc_server.recorder import RecordingService, load_or_create_key, manifest_certificates
 from rtc_server.sessions import SessionService
 from rtc_server.signing_flow import SigningFlow, open_signing_service
 from rtc_server.storage import Database, Repository, open_database
@@ -69,7 +69,12 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         media = MediaService(media_settings(config), on_peer_closed)
         metrics = Metrics()
         metrics.watch_media(media)
+        signing = await open_signing_service(config)
         key = await asyncio.to_thread(load_or_create_key, config.data_path / "keys" / "recording-key.pem")
+        # Manifests chain to the bank's published root and their chain heads are timestamped.
+        certificates = await asyncio.to_thread(
+            manifest_certificates, signing, key, config.data_path / "keys" / "recording-cert.pem"
+        )
 
         def on_recording_event(session_id: str, event_type: str, data: dict[str, Any]) -> None:
             if conference is not None:
@@ -77,7 +82,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
 
         recorder = RecordingService(
             config.data_path / "recordings",
-            ManifestSigner(private_key=key),
+            ManifestSigner(private_key=key, certificates=certificates, timestamper=signing.timestamp_digest),
             media,
             on_recording_event,
             on_bytes=metrics.recording_bytes.inc,
@@ -86,7 +91,6 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         # A crash leaves the segment being written open: seal or drop it before serving.
         await asyncio.to_thread(recorder.recover_all)
         conference = Conference(sessions, media, recorder)
-        signing = await open_signing_service(config)
         inspection = InspectionService(sessions, conference, recorder, signing)
         conference.observer = inspection
         try:

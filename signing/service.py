@@ -6,14 +6,16 @@ configured comes from the development PKI in ``<data_dir>/pki``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
-from asn1crypto import pem, x509
+from asn1crypto import keys, pem, x509
 from pyhanko.sign.timestamps import TimeStamper
 
-from .authority import CertificateAuthority
+from .authority import CertificateAuthority, utcnow
 from .devpki import DevPki, crl_url
 from .errors import PkiError, TimestampError
 from .keys import KeySource, KeySourceConfig, key_source_from_config, load_certs
@@ -21,6 +23,7 @@ from .pdfsign import ContractSigningRequest, SignedPdf, SigningMaterial, seal_pd
 from .revocation import CrlSource, HttpCrlSource, combine_sources
 from .tsa import GuardedTimeStamper, HttpTsaConfig, LocalTimeStamper, LocalTsa, http_timestamper
 from .validate import ValidationReport, validate_pdf
+from .x509build import CertProfile
 
 BANK_ISSUING_CRL = "bank-issuing"
 
@@ -106,6 +109,32 @@ class SigningService:
             return GuardedTimeStamper(LocalTimeStamper(self.local_tsa), "in-process TSA")
         assert self.config.tsa is not None
         return GuardedTimeStamper(http_timestamper(self.config.tsa), self.config.tsa.url)
+
+    def timestamp_digest(self, digest: bytes, algorithm: str = "sha256") -> bytes:
+        """An RFC 3161 token (DER) whose message imprint is `digest`. Blocking: it runs its own event
+        loop, so call it from a worker thread (the recorder's writer thread does)."""
+        token = asyncio.run(self._timestamper().async_timestamp(digest, algorithm))
+        return bytes(token.dump())
+
+    def certify_key(self, public_key_der: bytes, common_name: str, days: int = 3650) -> list[bytes]:
+        """A certificate chain (leaf first, DER) from the issuing CA for a server key that signs
+        evidence, such as recording manifests, so that it too chains to the published root."""
+        now = utcnow().replace(microsecond=0)
+        ca_end = self.issuing_ca.certificate["tbs_certificate"]["validity"]["not_after"].native
+        leaf = self.issuing_ca.issue(
+            subject=x509.Name.build(
+                {"common_name": common_name, "organization_name": self.config.organization},
+                use_printable=False,
+            ),
+            public_key=keys.PublicKeyInfo.load(public_key_der),
+            not_before=now - timedelta(minutes=1),
+            not_after=min(now + timedelta(days=days), ca_end),
+            profile=CertProfile(
+                key_usage=frozenset({"digital_signature"}), crl_urls=(self.issuing_ca.crl_url,)
+            ),
+        )
+        chain = [self.issuing_ca.certificate, *self.issuing_ca.chain]
+        return [leaf.dump(), *(c.dump() for c in chain if c.sha256 != leaf.sha256)]
 
     def _own_crl(self, url: str) -> bytes | None:
         if url == self.issuing_ca.crl_url:

@@ -90,6 +90,16 @@ async def test_tracks_recorded_sealed_listed_and_zipped(
     folder = config.data_path / "recordings" / sid
     key = await (await api.client.get("/api/v1/pki/recording-key.pem")).read()
     (tmp_path / "key.pem").write_bytes(key)
+    # The manifests chain to the bank's published root, and their chain heads carry a TSA token.
+    (tmp_path / "ca.pem").write_bytes(await (await api.client.get("/api/v1/pki/ca.pem")).read())
+    anchored = subprocess.run(
+        [BIN, "verify-recording", str(folder), "--trust", str(tmp_path / "ca.pem")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert anchored.returncode == 0, anchored.stdout + anchored.stderr
+    assert anchored.stdout.count("timestamped") == 2, anchored.stdout
     ok = subprocess.run(
         [BIN, "verify-recording", str(folder), "--trust", str(tmp_path / "key.pem")],
         capture_output=True,
