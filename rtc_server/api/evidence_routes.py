@@ -73,6 +73,8 @@ async def evidence(request: web.Request) -> web.StreamResponse:
         ("session.json", json.dumps(detail, indent=2, ensure_ascii=False).encode()),
         ("audit/events.json", json.dumps(trail, indent=2, ensure_ascii=False).encode()),
         ("keys/recording-key.pub.pem", public_key_pem(services.recorder.signer.private_key)),
+        # The root that documents, reports and manifests chain to, for offline checks.
+        ("ca.pem", services.signing.ca_pem()),
     ]
     entries += [(f"documents/{d.purpose}-{d.filename}", Path(d.path)) for d in documents]
     root = services.recorder.session_dir(session_id)

@@ -112,6 +112,7 @@ async def test_tracks_recorded_sealed_listed_and_zipped(
     data = await resp.read()
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert "VERIFY.txt" in names and "audit/events.json" in names and "keys/recording-key.pub.pem" in names
+    assert "ca.pem" in names
     assert sum(n.endswith("manifest.json") for n in names) == 2
     (tmp_path / "evidence.zip").write_bytes(data)
     ok = subprocess.run(
