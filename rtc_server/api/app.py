@@ -14,6 +14,7 @@ from rtc_server.api import (
     middleware,
     ops_routes,
     pki_routes,
+    preview_routes,
     session_routes,
     signaling_routes,
     signing_routes,
@@ -41,6 +42,7 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(signaling_routes.routes)
     app.add_routes(signing_routes.routes)
     app.add_routes(inspection_routes.routes)
+    app.add_routes(preview_routes.routes)
     app.add_routes(pki_routes.routes)
     app.add_routes(web_routes.routes)
     return app

@@ -7,6 +7,7 @@ import { openCamera } from './media.js';
 import { drawQr } from './qr.js';
 import { Tile } from './tiles.js';
 import { describe } from './timeline.js';
+import { workflowPanel } from './console_workflows.js';
 
 const STATS_EVERY_MS = 1000;
 
@@ -50,6 +51,7 @@ export class SessionView {
     if (this.closed) return;
     this.renderHead();
     this.renderPanels();
+    this.workflow = workflowPanel(this);
     this.renderInvite();
     $('stage').replaceChildren();
     $('timeline').replaceChildren();
@@ -147,10 +149,7 @@ export class SessionView {
     const list = $('timeline');
     list.prepend(item);
     if (e.data && typeof e.data.to === 'string') this.setState(e.data.to);
-    if (e.type === 'code.detected' && e.data) {
-      $('codes').prepend(h('li', { text: `${e.data.value} (${e.data.format || ''})` }));
-      $('codes-panel').classList.add('has-items');
-    }
+    if (this.workflow) this.workflow.onEvent(e);
   }
 
   nameOf(participantId) {
@@ -167,6 +166,7 @@ export class SessionView {
     this.detail.state = state;
     this.renderHead();
     if (state === 'ended') this.ended();
+    if (this.workflow) this.workflow.onState(state);
     this.onChange();
   }
 
@@ -328,6 +328,7 @@ export class SessionView {
 
   close() {
     this.closed = true;
+    if (this.workflow) this.workflow.close();
     clearInterval(this.statsTimer);
     for (const off of this.listeners) off();
     if (this.call) this.call.stop();

@@ -6,6 +6,7 @@ import { $, h, show } from './dom.js';
 import { applyI18n, t } from './i18n.js';
 import { openCamera, openOtherCamera } from './media.js';
 import { Tile } from './tiles.js';
+import { attachWorkflow } from './join_workflows.js';
 
 const sessionId = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
 const tokenKey = `rtc.invite.${sessionId}`;
@@ -93,6 +94,7 @@ async function join() {
 function startCall() {
   const call = new CallClient({ sessionId, token: state.token });
   state.call = call;
+  attachWorkflow(call, state.me, state.token, sessionId);
   call.addEventListener('state', (e) => {
     setStatus(e.detail);
     // While the banner says what is happening, the stage stays quiet.

@@ -1,0 +1,38 @@
+// What the participant page adds for the session's workflow: the signer's contract and consent
+// sheet, the staff's picture-quality banner. Attached to each CallClient the page starts.
+import { SignerSheet } from './consent.js';
+import { $ } from './dom.js';
+import { QualityBanner } from './quality_banner.js';
+
+let sheet = null;
+let banner = null;
+
+// CallClient ignores message types it does not know; "hint" messages (staff only) are taken here
+// before the client's own handling, which still runs.
+function interceptHints(call, onHint) {
+  const original = call.handle.bind(call);
+  call.handle = (msg, generation) => {
+    if (msg && msg.type === 'hint') onHint(msg);
+    return original(msg, generation);
+  };
+}
+
+export function attachWorkflow(call, me, token, sessionId) {
+  if (me.role === 'signer') {
+    if (!sheet) sheet = new SignerSheet({ sessionId, token });
+    call.addEventListener('welcome', (e) => sheet.setState(e.detail.session && e.detail.session.state));
+    call.addEventListener('session', (e) => sheet.setState(e.detail.state));
+  } else if (me.role === 'staff') {
+    if (!banner) banner = new QualityBanner($('quality-hint'));
+    // A reconnected socket is told again about every hint still on, just after its welcome.
+    call.addEventListener('welcome', () => banner.reset());
+    interceptHints(call, (msg) => banner.update(msg));
+  }
+}
+
+export function workflowSnapshot() {
+  return {
+    hint: banner ? banner.el.dataset.hint || null : null,
+    sheetState: sheet ? sheet.state : null,
+  };
+}
