@@ -34,8 +34,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--autoplay-policy=no-user-gesture-required",
     # Host candidates as addresses, not mDNS names (a page without camera permission gets mDNS,
-    # which the aiortc server cannot resolve).
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    # which the aiortc server cannot resolve). Local Network Access checks off: the routed page has
+    # no address of its own, and Chromium then refuses its fetch to the server's private address.
+    "--disable-features=WebRtcHideLocalIpsWithMdns,LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests",
     # The viewer tab must not be throttled in the background.
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",

@@ -122,15 +122,19 @@ async def cmd_network(args: argparse.Namespace) -> dict[str, Any]:
 
     rows = []
     for profile in args.profiles.split(","):
-        row = await asyncio.get_running_loop().run_in_executor(
-            None,
-            run_profile,
-            profile,
-            args.seconds,
-            args.warmup,
-            tuple(args.impaired.split(",")),
-            args.browser,
-        )
+        try:
+            row = await asyncio.get_running_loop().run_in_executor(
+                None,
+                run_profile,
+                profile,
+                args.seconds,
+                args.warmup,
+                tuple(args.impaired.split(",")),
+                args.browser,
+                args.kind,
+            )
+        except BenchError as exc:
+            row = {"profile": profile, "error": str(exc)[:300]}
         print(f"network {profile}: {row}", flush=True)
         rows.append(row)
     print("\nImpaired networks (profile on the " + args.impaired + " access links):")
@@ -139,7 +143,7 @@ async def cmd_network(args: argparse.Namespace) -> dict[str, Any]:
             rows,
             [
                 "profile",
-                "publisher",
+                "clients",
                 "frames",
                 "fps",
                 "p50_ms",
@@ -279,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--seconds", type=float, default=60.0)
     net.add_argument("--warmup", type=float, default=10.0)
     net.add_argument("--impaired", default="pub,view", help="access links the profile applies to")
-    net.add_argument("--browser", action="store_true", help="publish from Chromium instead of aiortc")
+    net.add_argument("--browser", action="store_true", help="Chromium publishes and watches")
     net.set_defaults(run=cmd_network)
 
     br = sub.add_parser(

@@ -26,6 +26,12 @@ PREFIX = "rtcb"
 NS = {"pub": f"{PREFIX}-pub", "srv": f"{PREFIX}-srv", "view": f"{PREFIX}-view", "rtr": f"{PREFIX}-rtr"}
 SUBNET = {"pub": "10.77.1", "srv": "10.77.2", "view": "10.77.3"}
 TUN = "imp0"
+# Jumbo frames on every link so that an HTTP request (a WHIP offer of ~3 KB) travels in one segment.
+# Why: rtc-server's WHIP/WHEP handler reads the body with one `content.read(n)`, which returns what
+# has arrived so far; on a rate-limited link the offer's second segment comes milliseconds later and
+# the offer is refused as truncated (400 "lacks a DTLS fingerprint"). Media packets stay under 1200
+# bytes whatever the MTU, so this changes nothing about the media path being measured.
+MTU = "9000"
 ROOT = str(Path(__file__).resolve().parents[1])
 
 
@@ -61,16 +67,16 @@ def setup() -> None:
     _in(rtr, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
     _in(rtr, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0")
     _in(rtr, "ip", "tuntap", "add", "dev", TUN, "mode", "tun")
-    _in(rtr, "ip", "link", "set", TUN, "up")
+    _in(rtr, "ip", "link", "set", TUN, "mtu", MTU, "up")
     _in(rtr, "ip", "route", "add", "default", "dev", TUN, "table", "100")
     for role, net in SUBNET.items():
         inner, outer = f"{role}0", f"r{role}"
         _ip("link", "add", inner, "netns", NS[role], "type", "veth", "peer", "name", outer, "netns", rtr)
         _in(NS[role], "ip", "addr", "add", f"{net}.2/24", "dev", inner)
-        _in(NS[role], "ip", "link", "set", inner, "up")
+        _in(NS[role], "ip", "link", "set", inner, "mtu", MTU, "up")
         _in(NS[role], "ip", "route", "add", "default", "via", f"{net}.1")
         _in(rtr, "ip", "addr", "add", f"{net}.1/24", "dev", outer)
-        _in(rtr, "ip", "link", "set", outer, "up")
+        _in(rtr, "ip", "link", "set", outer, "mtu", MTU, "up")
         _in(rtr, "sysctl", "-qw", f"net.ipv4.conf.{outer}.rp_filter=0")
         _in(rtr, "ip", "rule", "add", "iif", outer, "lookup", "100")
     _in(rtr, "sysctl", "-qw", f"net.ipv4.conf.{TUN}.rp_filter=0")

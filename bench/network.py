@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import tempfile
@@ -29,9 +30,11 @@ def _read_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> dict
 
     threading.Thread(target=read, daemon=True).start()
     if not done.wait(timeout) or not found:
+        if proc.poll() is None:
+            proc.terminate()
         err = ""
-        if proc.poll() is not None and proc.stderr is not None:
-            err = proc.stderr.read()[-800:]
+        with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
+            err = proc.communicate(timeout=15)[1][-800:]
         raise BenchError(f"no {prefix} line within {timeout:.0f} s {err}")
     return found[0]
 
@@ -62,6 +65,7 @@ def run_profile(
                 str(warmup),
                 "--kind",
                 kind,
+                *(["--browser"] if browser else []),
             )
             session = _read_line(viewer, "SESSION", 60)
             args = ["--whip", f"{server.url}/api/v1/sessions/{session['id']}/whip"]
@@ -77,7 +81,7 @@ def run_profile(
                 sent = {}
     return {
         "profile": profile,
-        "publisher": "chromium" if browser else "aiortc",
+        "clients": "chromium" if browser else "aiortc",
         "impaired": ",".join(impaired),
         **result,
         "publisher_kbps": sent.get("kbps"),

@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 import aiohttp
 
-from .clients import DecodingViewer, Publisher, close_all, wait_for
+from .clients import BenchError, DecodingViewer, Publisher, close_all, wait_for
 from .servers import new_session, officer_token
 from .sources import LiveEncodedTrack, VideoFormat
 from .stats import summarise
@@ -48,6 +48,31 @@ async def watch(base: str, seconds: float, warmup: float, first_frame_within: fl
     emit("RESULT", {**summary.row(), "decode_errors": viewer.decode_errors})
 
 
+async def watch_in_chromium(
+    base: str, seconds: float, warmup: float, first_frame_within: float, kind: str
+) -> None:
+    """As `watch`, with a Chromium page as the viewer: latency read off each presented frame."""
+    from .browser import VIEWER_HTML, chromium, chromium_samples, open_page
+
+    async with aiohttp.ClientSession() as http:
+        officer = await officer_token(http, base)
+        session = await new_session(http, base, officer, "network bench", kind)
+    emit("SESSION", asdict(session))
+    async with chromium() as browser:
+        page = await open_page(browser, base, "viewer", VIEWER_HTML)
+        await page.evaluate("([u, t]) => window.start(u, t)", [session.whep(base), officer])
+        deadline = time.monotonic() + first_frame_within
+        while await page.evaluate("window.samples.length") == 0:
+            if time.monotonic() > deadline:
+                raise BenchError("no frame reached the Chromium viewer")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(warmup)
+        t0 = time.time()
+        await asyncio.sleep(seconds)
+        t1 = time.time()
+        emit("RESULT", await chromium_samples(page, t0, t1))
+
+
 async def publish(whip: str, token: str, seconds: float, fmt: VideoFormat) -> None:
     track = LiveEncodedTrack(fmt)
     publisher = Publisher(track)
@@ -73,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--warmup", type=float, default=5)
     w.add_argument("--first-frame-within", type=float, default=60)
     w.add_argument("--kind", default="signing", choices=["signing", "inspection"])
+    w.add_argument("--browser", action="store_true", help="watch in a Chromium page instead")
     p = sub.add_parser("publish")
     p.add_argument("--whip", required=True)
     p.add_argument("--token", required=True)
@@ -80,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--browser", action="store_true", help="publish from Chromium's canvas instead")
     args = parser.parse_args(argv)
     if args.role == "watch":
-        asyncio.run(watch(args.base, args.seconds, args.warmup, args.first_frame_within, args.kind))
+        run = watch_in_chromium if args.browser else watch
+        asyncio.run(run(args.base, args.seconds, args.warmup, args.first_frame_within, args.kind))
     elif args.browser:
         from .browser import publish_from_chromium
 
