@@ -37,7 +37,7 @@ addStrings({
     wf_downloading: 'Downloading…',
     // Officer console: inspection
     wf_count: 'seen {n}×',
-    wf_expected: 'of {n}',
+    wf_expected: '(expected {n})',
     wf_unexpected: 'not on the checklist',
     wf_take_still: 'Take still',
     wf_taking_still: 'Taking a still…',
@@ -104,7 +104,7 @@ addStrings({
     wf_error: '操作未成功：{msg}',
     wf_downloading: '正在下载……',
     wf_count: '已看到 {n} 次',
-    wf_expected: '共 {n}',
+    wf_expected: '（应有 {n}）',
     wf_unexpected: '不在清单上',
     wf_take_still: '截图',
     wf_taking_still: '正在截图……',
