@@ -148,12 +148,15 @@ class RecordingService:
     ) -> None:
         recorder: recordings.TrackRecorder | None = None
         serial = 0
+        previous: EncodedFrame | None = None
         try:
             async for frame in tap:
                 codec = _CODECS.get(frame.codec)
                 if codec is None:
                     continue
-                if recorder is None or recorder.track.codec != codec:
+                new_stream = previous is not None and _restarted(previous, frame)
+                previous = frame
+                if recorder is None or recorder.track.codec != codec or new_stream:
                     if recorder is not None:
                         await recorder.close()
                     # After a restart the session's earlier tracks are sealed folders: never reuse one.
@@ -321,6 +324,20 @@ class RecordingService:
                 }
             )
         return tracks
+
+
+# RTP time may run this far from wall-clock time before we call it a new stream (a republish).
+_RESTART_TOLERANCE_S = 2.0
+
+
+def _restarted(previous: EncodedFrame, frame: EncodedFrame) -> bool:
+    """A publisher that reconnects starts a new RTP timeline at a random timestamp: its frames must go
+    to a new track folder on the participant's clock, not be read as a jump in the old one."""
+    delta = (frame.rtp_timestamp - previous.rtp_timestamp) % (1 << 32)
+    if delta >= 1 << 31:
+        delta -= 1 << 32
+    expected = (frame.wallclock - previous.wallclock) * frame.clock_rate
+    return abs(delta - expected) > _RESTART_TOLERANCE_S * frame.clock_rate
 
 
 def _frame(frame: EncodedFrame) -> recordings.EncodedFrame:

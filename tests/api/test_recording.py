@@ -9,6 +9,7 @@ import sys
 import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -130,3 +131,49 @@ async def test_tracks_recorded_sealed_listed_and_zipped(
         [BIN, "verify-recording", str(tmp_path / "nothing-here")], capture_output=True, text=True, timeout=60
     )
     assert missing.returncode == 2
+
+
+@pytest.mark.slow
+async def test_publisher_reconnect_continues_on_the_participant_clock(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path
+) -> None:
+    config = make_config(tmp_path / "d", recording={"segment_duration_s": 1.0})
+    api = await start_api(aiohttp_client, config)
+    created = await api.create_inspection()
+    sid, staff = created["id"], created["invites"]["staff"]["token"]
+    media = api.app[SERVICES].media
+    first = await _publish(api, sid, staff)
+    try:
+        await wait_until(lambda: media.stats().frames_received > 120, within=15)
+    finally:
+        await first.close()
+    # The phone comes back (new network, new RTP timeline starting at a random timestamp).
+    second = await _publish(api, sid, staff)
+    try:
+        before = media.stats().frames_received
+        await wait_until(lambda: media.stats().frames_received > before + 120, within=15)
+    finally:
+        await second.close()
+    assert (await api.client.post(f"/api/v1/sessions/{sid}/end", headers=api.auth(api.officer))).status == 200
+    tracks = await (
+        await api.client.get(f"/api/v1/sessions/{sid}/recordings", headers=api.auth(api.officer))
+    ).json()
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for track in tracks:
+        by_kind.setdefault(track["kind"], []).append(track)
+    for kind, parts in by_kind.items():
+        # One folder per publisher stream, both sealed, the second after the first on one clock.
+        assert len(parts) == 2, (kind, [p["track_id"] for p in parts])
+        parts.sort(key=lambda t: t["track_id"])
+        assert all(p["sealed"] and p["segments"] for p in parts)
+        first_end = parts[0]["segments"][-1]["media_end_us"]
+        second_start = parts[1]["segments"][0]["media_start_us"]
+        assert 0 < second_start - first_end < 10_000_000, (kind, first_end, second_start)
+        assert sum(len(p["segments"]) for p in parts) >= 4
+    check = subprocess.run(
+        [BIN, "verify-recording", str(config.data_path / "recordings" / sid)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
