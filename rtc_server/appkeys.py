@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from aiohttp import web
 
 from rtc_server.config import Config
@@ -9,3 +11,5 @@ from rtc_server.services import Services
 
 CONFIG = web.AppKey("config", Config)
 SERVICES = web.AppKey("services", Services)
+# Open signaling sockets, so that shutdown can tell each browser to reconnect elsewhere at once.
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

@@ -33,6 +33,7 @@ Server -> client:
                                                       as a quality.hint event
   {"type": "error", "code", "message", "ref"?}        a bad message; the connection stays open
   {"type": "pong"}
+  {"type": "location_saved"}                          the location landed in the audit trail
 """
 
 from __future__ import annotations

@@ -115,3 +115,46 @@ async def test_serve_https_creates_a_self_signed_certificate(tmp_path: Path) -> 
     finally:
         code, err = _stop(proc)
     assert code == 0, err
+
+
+@pytest.mark.slow
+async def test_sigterm_tells_open_sockets_to_go_away(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    add = subprocess.run(
+        [BIN, "users", "add", "officer1", "--role", "officer", "--password-stdin", "--data-dir", str(data)],
+        input="a long passphrase\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert add.returncode == 0, add.stderr
+    proc, url = _start(["--data-dir", str(data), "--no-tls", "--host", "127.0.0.1", "--port", "0"])
+    try:
+        async with aiohttp.ClientSession(url) as http:
+            token = (
+                await (
+                    await http.post(
+                        "/api/v1/login", json={"username": "officer1", "password": "a long passphrase"}
+                    )
+                ).json()
+            )["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            sid = (
+                await (await http.post("/api/v1/inspections", json={"title": "t"}, headers=headers)).json()
+            )["id"]
+            ws = await http.ws_connect(f"/api/v1/sessions/{sid}/ws")
+            await ws.send_json({"type": "hello", "token": token})
+            assert (await ws.receive_json(timeout=10))["type"] == "welcome"
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            while True:
+                msg = await ws.receive(timeout=10)
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    break
+            assert ws.close_code == 1001
+            proc.wait(timeout=10)
+            assert time.monotonic() - started < 8
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from rtc_server.api import (
     auth_routes,
@@ -20,7 +22,7 @@ from rtc_server.api import (
     signing_routes,
     web_routes,
 )
-from rtc_server.appkeys import CONFIG, SERVICES
+from rtc_server.appkeys import CONFIG, SERVICES, SOCKETS
 from rtc_server.config import Config
 from rtc_server.services import open_services
 
@@ -33,6 +35,8 @@ def create_app(config: Config) -> web.Application:
         client_max_size=1024 * 1024,
     )
     app[CONFIG] = config
+    app[SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(_close_sockets)
     app.cleanup_ctx.append(_services)
     app.add_routes(ops_routes.routes)
     app.add_routes(auth_routes.routes)
@@ -54,3 +58,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         services.ready = True
         yield
         services.ready = False
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Going away: browsers reconnect (to this server once restarted, or another) without waiting
+    for a heartbeat to time out."""
+    open_sockets = app[SOCKETS]
+    sockets = list(open_sockets)
+    await asyncio.gather(
+        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
+        return_exceptions=True,
+    )

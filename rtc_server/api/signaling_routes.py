@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 from rtc_server import signaling
 from rtc_server.accounts import Principal
 from rtc_server.api.media_routes import media_error
-from rtc_server.appkeys import SERVICES
+from rtc_server.appkeys import SERVICES, SOCKETS
 from rtc_server.conference import Client
 from rtc_server.errors import ApiError
 from rtc_server.inspection import hint_message
@@ -98,6 +98,7 @@ async def signaling_socket(request: web.Request) -> web.WebSocketResponse:
     session_id = request.match_info["id"]
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=signaling.MAX_MESSAGE_BYTES)
     await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
     greeted = await _hello(ws, services, session_id)
     if greeted is None:
         await ws.close()
