@@ -203,9 +203,17 @@ async def test_staff_page_shows_the_quality_hint_as_a_banner(
             assert await banner.get_attribute("data-hint") == "too_dark"
             assert "More light" in await banner.inner_text()
             await screenshot(phone, "inspection-staff-hint-390x844")
+            # The same hint on a phone set to Chinese, in its words.
+            _, phone_zh = await new_page(browser, PHONE, locale="zh-CN")
+            await phone_zh.goto(invite)
+            await phone_zh.get_by_role("button", name="立即加入").click()
+            banner_zh = phone_zh.locator("#quality-hint")
+            await banner_zh.wait_for(timeout=30000)
+            assert "光线太暗" in await banner_zh.inner_text()
+            await screenshot(phone_zh, "inspection-staff-hint-zh-390x844")
             await phone.set_viewport_size(DESKTOP)
             await asyncio.sleep(0.3)
             await screenshot(phone, "inspection-staff-hint-1440x900")
-            assert problems_of(phone) == []
+            assert problems_of(phone) == [] and problems_of(phone_zh) == []
         finally:
             await browser.close()

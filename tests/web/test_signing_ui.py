@@ -326,6 +326,10 @@ async def test_signer_consents_and_officer_signs_in_the_browser(
         consent = next(s for s in detail["steps"] if s["step"] == "consent")
         assert consent["handwritten_signature_sha256"], consent  # the drawn PNG went with the consent
         await phone.locator("#consent-status").get_by_text("contract has been signed").wait_for()
+        # The signer downloads the signed copy too (a blob fetched with the invite token).
+        async with phone.expect_download() as info:
+            await phone.get_by_role("button", name="Download the full contract (PDF)").click()
+        assert await save(await info.value, tmp_path / "signer-copy.pdf") == pdf
 
         # End; the evidence package downloads from the console.
         await console.get_by_role("button", name="End session").click()
