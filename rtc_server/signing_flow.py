@@ -190,6 +190,12 @@ class SigningFlow:
             raise Forbidden("Only the signer, with their own invite, can consent.", code="signer_only")
         session = await self._signing(principal, session_id)
         next_state(session.kind, session.state, Action.CONSENT)
+        if not self.media.is_live(session_id, invite.participant_id, LIVE_WITHIN_S):
+            # Consent is evidence only when it is given on camera: the recording shows who gave it.
+            raise Conflict(
+                "Consent must be given on live video: turn the camera on and try again.",
+                code="signer_not_live",
+            )
         png_sha256 = None
         if signature_png is not None:
             await asyncio.to_thread(check_signature_png, signature_png)

@@ -19,6 +19,7 @@ import pytest
 from rtc_server.appkeys import SERVICES
 from rtc_server.audit import verify_chain
 from signing import id_number_hash
+from tests.media.media_clients import wait_until
 from tests.signing_flow.flow_support import (
     b64,
     make_nss_db,
@@ -272,6 +273,31 @@ async def test_rejected_identity_ends_the_signing(api: Api) -> None:
         assert len(rejected) == 1 and rejected[0]["data"]["notes"] == "not the person"
         assert rejected[0]["data"]["to"] == "ended"
         assert verify_chain(trail) is None
+    finally:
+        await publisher.close()
+
+
+async def test_consent_is_refused_off_camera(api: Api) -> None:
+    created = await api.create_signing()
+    sid, signer = created["id"], created["invites"]["signer"]
+    publisher, _ = await publish(api, sid, signer["token"])
+    try:
+        await wait_live(api, sid, signer["participant_id"])
+        status, view = await _post(api, sid, "identity", api.officer, {"decision": "confirmed"})
+        assert status == 200, view
+    finally:
+        await publisher.close()
+    media = api.app[SERVICES].media
+    await wait_until(lambda: not media.is_live(sid, signer["participant_id"], 2.0), within=10)
+    status, err = await _post(api, sid, "consent", signer["token"], {"accept": True})
+    assert status == 409, err
+    assert_error(err, "signer_not_live")
+    publisher, _ = await publish(api, sid, signer["token"])
+    try:
+        await wait_live(api, sid, signer["participant_id"])
+        status, view = await _post(api, sid, "consent", signer["token"], {"accept": True})
+        assert status == 200, view
+        assert view["steps"][1]["on_video"] is True
     finally:
         await publisher.close()
 
