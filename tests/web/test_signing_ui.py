@@ -349,3 +349,56 @@ async def test_signer_consents_and_officer_signs_in_the_browser(
 
 async def _is(value: Any, expected: str) -> bool:
     return (await value) == expected
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+async def test_officer_rejects_the_identity_in_the_browser(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    site = await start_site(aiohttp_server, tmp_path / "data")
+    token = await officer_token(site)
+    created = await create_signing(site, token)
+    sid, signer = created["id"], created["invites"]["signer"]["token"]
+
+    async with chromium() as browser:
+        _, console = await new_page(browser, DESKTOP)
+        await officer_login(console, site)
+        await console.goto(site.url + f"/#session/{sid}")
+        await console.reload()
+        publisher, _resource = await publish_audio_only(site, signer, sid)
+        try:
+            await console.locator("#session-state.badge-live").wait_for()
+            await console.get_by_label("Notes on the identity check (optional)").fill(
+                "Face does not match the ID"
+            )
+            await console.get_by_role("button", name="Reject identity").click()
+            # A second, explicit step: rejecting ends the signing.
+            await console.get_by_text("This ends the signing").wait_for()
+            assert await step_status(console, "identity") == "pending"
+            await console.locator("#reject-confirm-btn").click()
+            await until(
+                "identity rejected in the console", lambda: _is(step_status(console, "identity"), "rejected")
+            )
+        finally:
+            await publisher.pc.close()
+        await console.locator("#session-state.badge-ended").wait_for()
+        assert "Face does not match the ID" in await console.locator("#signing-steps").inner_text()
+        await console.locator("#signing-actions").get_by_text("Identity rejected").wait_for()
+        assert await console.get_by_role("button", name="Sign document").count() == 0
+        assert await console.get_by_role("button", name="Download signed PDF").count() == 0
+        await screenshot(console, "signing-console-rejected-1440x900")
+        async with console.expect_download() as info:
+            await console.get_by_role("button", name="Download evidence (zip)").click()
+        evidence = await save(await info.value, tmp_path / "evidence.zip")
+        with zipfile.ZipFile(io.BytesIO(evidence)) as zf:
+            trail = next(n for n in zf.namelist() if n.endswith(".json") and "audit" in n)
+            assert b"signing.identity_rejected" in zf.read(trail)
+
+        detail = await session_detail(site, token, sid)
+        assert detail["state"] == "ended"
+        assert (
+            next(s for s in detail["steps"] if s["step"] == "identity")["notes"]
+            == "Face does not match the ID"
+        )
+        assert problems_of(console) == []

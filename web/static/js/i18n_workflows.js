@@ -5,9 +5,9 @@ import { addStrings } from './i18n.js';
 addStrings({
   en: {
     // Officer console: signing
-    wf_identity: 'Identity',
-    wf_consent: 'Consent',
-    wf_signature: 'Signature',
+    wf_identity: 'Identity check on video',
+    wf_consent: 'Consent from the signer',
+    wf_signature: 'Contract signed',
     wf_status_pending: 'Waiting',
     wf_status_confirmed: 'Confirmed',
     wf_status_rejected: 'Rejected',
@@ -73,9 +73,9 @@ addStrings({
     hint_covered: 'The camera seems covered. Check nothing is in front of the lens.',
   },
   zh: {
-    wf_identity: '身份',
-    wf_consent: '同意',
-    wf_signature: '签署',
+    wf_identity: '视频身份核验',
+    wf_consent: '签署人同意',
+    wf_signature: '合同签署',
     wf_status_pending: '等待中',
     wf_status_confirmed: '已确认',
     wf_status_rejected: '已拒绝',

@@ -72,7 +72,7 @@ export class SigningPanel {
     if (s.at) facts.push(t('wf_at', { time: formatTime(s.at) }));
     if (typeof s.media_time_s === 'number') facts.push(t('wf_media_time', { t: `${s.media_time_s.toFixed(1)} s` }));
     return h('li', { class: `step step-${status}`, dataset: { step: s.step, status: s.status } },
-      h('span', { class: 'step-name', text: t(`step_${s.step}`) }), ' ',
+      h('span', { class: 'step-name', text: t(`wf_${s.step}`) }), ' ',
       h('span', { class: `wf-status wf-status-${status}`, text: t(`wf_status_${status}`) }),
       facts.length ? h('span', { class: 'muted small step-facts', text: facts.join(' · ') }) : null,
       s.notes ? h('span', { class: 'small step-notes', text: s.notes }) : null);
