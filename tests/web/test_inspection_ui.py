@@ -163,6 +163,8 @@ async def test_console_ticks_lists_codes_takes_a_still_and_downloads_the_report(
         # After a reload, the gallery and the codes come back from the server.
         await console.reload()
         await console.locator('#stills figure[data-loaded="true"]').wait_for()
+        # Listed once, though both the list and the replayed snapshot.taken event name it.
+        assert await console.locator("#stills figure").count() == 1
         assert await console.locator(f'#codes li[data-value="{UNKNOWN}"]').count() >= 1
         await both_sizes(console, "inspection-console-ended", "#report-panel")
         assert problems_of(console) == []
