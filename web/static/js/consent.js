@@ -52,11 +52,12 @@ export class SignerSheet {
       this.pad.el,
       h('label', { class: 'consent-accept', for: 'consent-accept' }, this.accept, h('span', { text: t('wf_accept_label') })),
       this.consentBtn);
+    // The status first: after consenting it is the one thing to read, and it must be in view.
     $('signing-panel-body').replaceChildren(
+      this.status,
       h('p', { class: 'small contract-intro', text: t('wf_contract_intro') }),
       h('figure', { class: 'contract-figure' }, this.preview, this.previewNote),
       this.downloadBtn,
-      this.status,
       this.form);
     this.update();
   }
@@ -129,6 +130,7 @@ export class SignerSheet {
       this.sending = false;
       this.setState(data && data.state);
       this.update();
+      $('signing-panel').scrollTop = 0;
     } catch (err) {
       this.sending = false;
       this.update();
