@@ -214,6 +214,9 @@ export class CallClient extends EventTarget {
       case 'event':
         this.emit('event', msg.event);
         break;
+      case 'hint':
+        this.emit('hint', msg);
+        break;
       case 'session':
         if (this.session) this.session.state = msg.state;
         this.emit('session', msg);

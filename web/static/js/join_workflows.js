@@ -7,16 +7,6 @@ import { QualityBanner } from './quality_banner.js';
 let sheet = null;
 let banner = null;
 
-// CallClient ignores message types it does not know; "hint" messages (staff only) are taken here
-// before the client's own handling, which still runs.
-function interceptHints(call, onHint) {
-  const original = call.handle.bind(call);
-  call.handle = (msg, generation) => {
-    if (msg && msg.type === 'hint') onHint(msg);
-    return original(msg, generation);
-  };
-}
-
 export function attachWorkflow(call, me, token, sessionId) {
   if (me.role === 'signer') {
     if (!sheet) sheet = new SignerSheet({ sessionId, token });
@@ -26,7 +16,7 @@ export function attachWorkflow(call, me, token, sessionId) {
     if (!banner) banner = new QualityBanner($('quality-hint'));
     // A reconnected socket is told again about every hint still on, just after its welcome.
     call.addEventListener('welcome', () => banner.reset());
-    interceptHints(call, (msg) => banner.update(msg));
+    call.addEventListener('hint', (e) => banner.update(e.detail));
   }
 }
 
