@@ -23,7 +23,7 @@ import aiohttp
 from .clients import HashViewer, Publisher, close_all, wait_for
 from .servers import Running, metrics_delta, new_session, officer_token, rtc_server, scrape
 from .sources import ClipTrack, EncodedClip, VideoFormat, encode_clip
-from .stats import cpu_seconds, percentile, summarise
+from .stats import cpu_seconds, percentile, summarise, udp_receive_drops
 
 MIN_FPS = 29.0
 
@@ -41,6 +41,7 @@ class Step:
     client_cpu_pct: float
     server_rss_mib: float
     forward_delay_p95_ms: float
+    udp_rcvbuf_drops: int
 
     @property
     def ok(self) -> bool:
@@ -167,9 +168,9 @@ class _Workers:
 
 async def _measure(workers: _Workers, server: Running, http: aiohttp.ClientSession, seconds: float) -> Step:
     before = await scrape(http, server.url)
-    s0, c0, t0 = server.cpu(), workers.cpu(), time.time()
+    s0, c0, d0, t0 = server.cpu(), workers.cpu(), udp_receive_drops(), time.time()
     await asyncio.sleep(seconds)
-    s1, c1, t1 = server.cpu(), workers.cpu(), time.time()
+    s1, c1, d1, t1 = server.cpu(), workers.cpu(), udp_receive_drops(), time.time()
     after = await scrape(http, server.url)
     rows = await workers.window(t0, t1)
     fps = [r[0] for r in rows]
@@ -188,6 +189,7 @@ async def _measure(workers: _Workers, server: Running, http: aiohttp.ClientSessi
         client_cpu_pct=100 * (c1 - c0) / (t1 - t0),
         server_rss_mib=server.rss_mib(),
         forward_delay_p95_ms=float(delta["forward_delay_p95_ms"]),  # type: ignore[arg-type]
+        udp_rcvbuf_drops=d1 - d0,
     )
 
 

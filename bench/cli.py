@@ -109,6 +109,7 @@ async def cmd_capacity(args: argparse.Namespace) -> dict[str, Any]:
                 "client_cpu_pct",
                 "server_rss_mib",
                 "forward_delay_p95_ms",
+                "udp_rcvbuf_drops",
                 "ok",
             ],
         )

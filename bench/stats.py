@@ -175,3 +175,12 @@ def counter(text: str, name: str) -> float:
         if line.startswith(name + " ") or line.startswith(name + "_total "):
             return float(line.rsplit(" ", 1)[1])
     return float("nan")
+
+
+def udp_receive_drops() -> int:
+    """Datagrams the kernel dropped because a socket's receive buffer was full (all sockets of this
+    network namespace): bursts a busy event loop did not read in time."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    header, values = rows[0], rows[1]
+    return int(values[header.index("RcvbufErrors")])
