@@ -61,7 +61,7 @@ async def test_capacity_step_reports_every_viewer() -> None:
 @pytest.mark.slow
 @pytest.mark.browser
 async def test_chromium_canvas_reaches_chromium_and_aiortc_viewers() -> None:
-    result = await run_browser_loopback(seconds=3.0, warmup=2.0)
+    result = await run_browser_loopback(seconds=4.0, warmup=3.0)
     for viewer in ("chromium_viewer", "aiortc_viewer"):
         assert result[viewer]["frames"] > 5, viewer
         assert 0 < result[viewer]["p50_ms"] < 2000, viewer
