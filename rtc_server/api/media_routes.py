@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from rtc_server.api.auth_routes import principal_of
+from rtc_server.api.validation import read_body
 from rtc_server.appkeys import SERVICES
 from rtc_server.config import IceServer
 from rtc_server.errors import ApiError, BadRequest, NotFound, UnsupportedMediaType
@@ -80,8 +81,8 @@ def ice_link_headers(servers: list[IceServer]) -> list[str]:
 async def _read_sdp(request: web.Request) -> str:
     if request.content_type != "application/sdp":
         raise UnsupportedMediaType("Send the offer as application/sdp.", code="expected_sdp")
-    body = await request.content.read(MAX_SDP_BYTES + 1)
-    if len(body) > MAX_SDP_BYTES:
+    body = await read_body(request, MAX_SDP_BYTES)
+    if body is None:
         raise _Status(413, "sdp_too_large", f"The offer is larger than {MAX_SDP_BYTES} bytes.")
     try:
         text = body.decode("utf-8")
@@ -143,8 +144,8 @@ async def trickle(request: web.Request) -> web.Response:
     session_id, resource_id = _resource(request)
     if request.content_type != TRICKLE_TYPE:
         raise UnsupportedMediaType(f"Send ICE candidates as {TRICKLE_TYPE}.", code="expected_sdpfrag")
-    body = await request.content.read(MAX_SDP_BYTES + 1)
-    if len(body) > MAX_SDP_BYTES:
+    body = await read_body(request, MAX_SDP_BYTES)
+    if body is None:
         raise _Status(413, "sdpfrag_too_large", "The SDP fragment is too large.")
     async with mapped_media_errors():
         etag = await request.app[SERVICES].conference.trickle(

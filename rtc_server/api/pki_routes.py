@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from rtc_server.api.validation import read_body
 from rtc_server.appkeys import SERVICES
 from rtc_server.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
 from signing import TSA_CONTENT_TYPE, TSA_REQUEST_CONTENT_TYPE
@@ -52,8 +53,8 @@ async def tsa(request: web.Request) -> web.Response:
         )
     if request.content_length is not None and request.content_length > MAX_TSA_REQUEST_BYTES:
         raise PayloadTooLarge("Timestamp requests are a few hundred bytes.", code="tsq_too_large")
-    der = await request.content.read(MAX_TSA_REQUEST_BYTES + 1)
-    if len(der) > MAX_TSA_REQUEST_BYTES:
+    der = await read_body(request, MAX_TSA_REQUEST_BYTES)
+    if der is None:
         raise PayloadTooLarge("Timestamp requests are a few hundred bytes.", code="tsq_too_large")
     reply = await asyncio.to_thread(service.handle_tsa_request, der)
     return web.Response(body=reply, headers={"Content-Type": TSA_CONTENT_TYPE})

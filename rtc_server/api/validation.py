@@ -106,3 +106,16 @@ class Fields:
                 f"Field {self._name(key)!r} has more than {max_items} entries.", code="invalid_field"
             )
         return value
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, read until its end (a body may arrive in several TCP segments on a slow
+    link); None when it is larger than `limit`, so the caller can answer 413 with its own code."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -235,5 +235,27 @@ async def test_end_session_closes_media(api: Api) -> None:
         assert media.peer_count == 0
         await asyncio.sleep(0.2)
         assert publisher.pc.connectionState in ("closed", "failed", "connected")
+    finally:
+        await publisher.close()
+
+
+async def test_offer_arriving_in_pieces_is_read_whole(api: Api) -> None:
+    # On a slow mobile link the offer's second TCP segment comes later: the server must wait for it.
+    created = await api.create_inspection()
+    publisher, offer = await publisher_client("VP8")
+
+    async def slowly() -> AsyncIterator[bytes]:
+        data = offer.encode()
+        yield data[: len(data) // 2]
+        await asyncio.sleep(0.3)
+        yield data[len(data) // 2 :]
+
+    try:
+        resp = await api.client.post(
+            f"/api/v1/sessions/{created['id']}/whip",
+            data=slowly(),
+            headers={**SDP, **api.auth(created["invites"]["staff"]["token"])},
+        )
+        assert resp.status == 201, await resp.text()
     finally:
         await publisher.close()
