@@ -9,6 +9,8 @@ reconnects; a codec change (a phone that republishes with H.264) starts a new tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -147,6 +149,7 @@ class RecordingService:
         self, session_id: str, participant_id: str, kind: str, tap: EncodedFrameTap, clock_base: float
     ) -> None:
         recorder: recordings.TrackRecorder | None = None
+        anchor = _StartAnchor()
         serial = 0
         previous: EncodedFrame | None = None
         try:
@@ -158,13 +161,15 @@ class RecordingService:
                 previous = frame
                 if recorder is None or recorder.track.codec != codec or new_stream:
                     if recorder is not None:
+                        _submit(recorder, anchor.release())
                         await recorder.close()
                     # After a restart the session's earlier tracks are sealed folders: never reuse one.
                     serial = await asyncio.to_thread(
                         self._next_serial, session_id, participant_id, kind, serial
                     )
                     recorder = self._recorder(session_id, participant_id, kind, serial, codec, clock_base)
-                recorder.submit(_frame(frame))
+                    anchor = _StartAnchor()
+                _submit(recorder, anchor.add(frame))
         except recordings.RecordingError as exc:
             log.warning("recording of %s/%s %s stopped: %s", session_id, participant_id, kind, exc)
         except Exception as exc:
@@ -182,6 +187,8 @@ class RecordingService:
             )
         finally:
             if recorder is not None:
+                with contextlib.suppress(recordings.RecordingError):
+                    _submit(recorder, anchor.release())
                 await recorder.close()
 
     def _next_serial(self, session_id: str, participant_id: str, kind: str, after: int) -> int:
@@ -326,6 +333,49 @@ class RecordingService:
         return tracks
 
 
+class _StartAnchor:
+    """Holds a new stream's first frames for a moment, to place the stream on the participant's clock
+    by its least-delayed frame. Anchored on the first frame alone, a first keyframe that waited for
+    a retransmission would shift the whole track, and so the lip sync, by that wait."""
+
+    WINDOW_S = 0.5
+    MAX_FRAMES = 60
+
+    def __init__(self) -> None:
+        self.held: list[EncodedFrame] = []
+        self.done = False
+
+    def add(self, frame: EncodedFrame) -> list[EncodedFrame]:
+        """Frames ready to record (none while the window is still open)."""
+        if self.done:
+            return [frame]
+        self.held.append(frame)
+        if frame.received_at - self.held[0].received_at < self.WINDOW_S and len(self.held) < self.MAX_FRAMES:
+            return []
+        return self.release()
+
+    def release(self) -> list[EncodedFrame]:
+        self.done = True
+        if not self.held:
+            return []
+        first = self.held[0]
+        # Each frame says when the first one would have arrived had it been as quick as this one.
+        start = min(f.wallclock - _rtp_delta(first, f) / f.clock_rate for f in self.held)
+        ready = [dataclasses.replace(first, wallclock=start), *self.held[1:]]
+        self.held = []
+        return ready
+
+
+def _rtp_delta(earlier: EncodedFrame, later: EncodedFrame) -> int:
+    delta = (later.rtp_timestamp - earlier.rtp_timestamp) % (1 << 32)
+    return delta - (1 << 32) if delta >= 1 << 31 else delta
+
+
+def _submit(recorder: recordings.TrackRecorder, frames: list[EncodedFrame]) -> None:
+    for frame in frames:
+        recorder.submit(_frame(frame))
+
+
 # RTP time may run this far from wall-clock time before we call it a new stream (a republish).
 _RESTART_TOLERANCE_S = 2.0
 
@@ -333,9 +383,7 @@ _RESTART_TOLERANCE_S = 2.0
 def _restarted(previous: EncodedFrame, frame: EncodedFrame) -> bool:
     """A publisher that reconnects starts a new RTP timeline at a random timestamp: its frames must go
     to a new track folder on the participant's clock, not be read as a jump in the old one."""
-    delta = (frame.rtp_timestamp - previous.rtp_timestamp) % (1 << 32)
-    if delta >= 1 << 31:
-        delta -= 1 << 32
+    delta = _rtp_delta(previous, frame)
     expected = (frame.wallclock - previous.wallclock) * frame.clock_rate
     return abs(delta - expected) > _RESTART_TOLERANCE_S * frame.clock_rate
 
