@@ -10,11 +10,12 @@ from pathlib import Path
 from aiohttp import web
 
 import recordings
+from rtc_server.accounts import Principal
 from rtc_server.api.auth_routes import principal_of
 from rtc_server.appkeys import SERVICES
 from rtc_server.errors import Conflict, NotFound
 from rtc_server.lifecycle import is_active
-from rtc_server.models import Role
+from rtc_server.models import Role, Session
 from rtc_server.recorder import public_key_pem
 from rtc_server.services import Services
 
@@ -24,23 +25,25 @@ _TRACK = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 _FILE = re.compile(r"^(seg_\d{6}\.(webm|mkv)|manifest\.json)$")
 
 
-async def _officer_session(request: web.Request) -> tuple[Services, str]:
+async def _officer_session(request: web.Request) -> tuple[Services, Principal, Session]:
     services = request.app[SERVICES]
     principal = await principal_of(request)
     principal.require_user(Role.OFFICER)
     session = await services.sessions.get(principal, request.match_info["id"])
-    return services, session.id
+    return services, principal, session
 
 
 @routes.get("/api/v1/sessions/{id}/recordings")
 async def list_recordings(request: web.Request) -> web.Response:
-    services, session_id = await _officer_session(request)
+    services, _, session = await _officer_session(request)
+    session_id = session.id
     return web.json_response(await asyncio.to_thread(services.recorder.describe, session_id))
 
 
 @routes.get("/api/v1/sessions/{id}/recordings/{track}/{file}")
 async def recording_file(request: web.Request) -> web.FileResponse:
-    services, session_id = await _officer_session(request)
+    services, _, session = await _officer_session(request)
+    session_id = session.id
     track, name = request.match_info["track"], request.match_info["file"]
     if not _TRACK.match(track) or not _FILE.match(name):
         raise NotFound("No such recording file.", code="recording_not_found")
@@ -61,9 +64,8 @@ async def recording_key(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/sessions/{id}/evidence")
 async def evidence(request: web.Request) -> web.StreamResponse:
-    services, session_id = await _officer_session(request)
-    principal = await principal_of(request)
-    session = await services.sessions.get(principal, session_id)
+    services, principal, session = await _officer_session(request)
+    session_id = session.id
     if is_active(session.state):
         raise Conflict("Recordings are sealed when the session ends: end it first.", code="session_not_ended")
     trail = await services.sessions.events(principal, session_id)
