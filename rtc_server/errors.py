@@ -56,6 +56,16 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class PreconditionFailed(ApiError):
+    status = 412
+    code = "precondition_failed"
+
+
+class UnprocessableEntity(ApiError):
+    status = 422
+    code = "unprocessable"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"

@@ -11,7 +11,17 @@ from rtc_server.api.auth_routes import principal_of
 from rtc_server.api.validation import read_body
 from rtc_server.appkeys import SERVICES
 from rtc_server.config import IceServer
-from rtc_server.errors import ApiError, BadRequest, NotFound, UnsupportedMediaType
+from rtc_server.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    ServiceUnavailable,
+    UnprocessableEntity,
+    UnsupportedMediaType,
+)
 from rtc_server.media import (
     AtCapacity,
     IceRestartUnsupported,
@@ -29,32 +39,27 @@ MAX_SDP_BYTES = 64 * 1024
 TRICKLE_TYPE = "application/trickle-ice-sdpfrag"
 
 
-class _Status(ApiError):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message, code=code, headers=headers)
-        self.status = status
-
-
 def media_error(exc: MediaError) -> ApiError:
     """One mapping from the media engine's errors to HTTP statuses."""
     if isinstance(exc, InvalidSdp):
-        return _Status(400, "invalid_sdp", f"The SDP cannot be used: {exc}")
+        return BadRequest(f"The SDP cannot be used: {exc}", code="invalid_sdp")
     if isinstance(exc, UnknownResource):
-        return _Status(404, "resource_not_found", "No such media resource.")
+        return NotFound("No such media resource.", code="resource_not_found")
     if isinstance(exc, StaleETag):
-        return _Status(412, "stale_etag", "If-Match does not match the resource's current ETag.")
+        return PreconditionFailed("If-Match does not match the resource's current ETag.", code="stale_etag")
     if isinstance(exc, IceRestartUnsupported):
-        return _Status(422, "ice_restart_unsupported", "ICE restart is not supported: publish again instead.")
+        return UnprocessableEntity(
+            "ICE restart is not supported: publish again instead.", code="ice_restart_unsupported"
+        )
     if isinstance(exc, AtCapacity):
-        return _Status(
-            503,
-            "at_capacity",
+        return ServiceUnavailable(
             "The media server is at capacity; try again shortly.",
+            code="at_capacity",
             headers={"Retry-After": "5"},
         )
     if isinstance(exc, SessionEnded):
-        return _Status(409, "session_ended", "The session has ended; no media.")
-    return _Status(500, exc.code, "The media engine failed.")
+        return Conflict("The session has ended; no media.", code="session_ended")
+    return ApiError("The media engine failed.", code=exc.code)
 
 
 @contextlib.asynccontextmanager
@@ -83,7 +88,7 @@ async def _read_sdp(request: web.Request) -> str:
         raise UnsupportedMediaType("Send the offer as application/sdp.", code="expected_sdp")
     body = await read_body(request, MAX_SDP_BYTES)
     if body is None:
-        raise _Status(413, "sdp_too_large", f"The offer is larger than {MAX_SDP_BYTES} bytes.")
+        raise PayloadTooLarge(f"The offer is larger than {MAX_SDP_BYTES} bytes.", code="sdp_too_large")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -146,7 +151,7 @@ async def trickle(request: web.Request) -> web.Response:
         raise UnsupportedMediaType(f"Send ICE candidates as {TRICKLE_TYPE}.", code="expected_sdpfrag")
     body = await read_body(request, MAX_SDP_BYTES)
     if body is None:
-        raise _Status(413, "sdpfrag_too_large", "The SDP fragment is too large.")
+        raise PayloadTooLarge("The SDP fragment is too large.", code="sdpfrag_too_large")
     async with mapped_media_errors():
         etag = await request.app[SERVICES].conference.trickle(
             principal,
