@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,16 +117,7 @@ class MediaService:
             def slot_for(kind: str) -> TrackSlot:
                 return self._slot(session, participant_id, kind)
 
-            session.negotiating += 1
-            try:
-                answer = await peer.start(offer_sdp, slot_for)
-                self._check_open(session_id)  # end_session() may have run meanwhile
-            except BaseException:
-                session.negotiating -= 1
-                await self._close_peer(peer, "rejected", notify=False)
-                await self._discard(session_id, session)
-                raise
-            session.negotiating -= 1
+            answer = await self._negotiate(session_id, session, peer, peer.start(offer_sdp, slot_for))
             session.publishers[participant_id] = peer
             session.latest_publisher = participant_id
             for viewer, bound in list(session.viewers.items()):
@@ -151,16 +142,7 @@ class MediaService:
                 slot = session.slots.get((source, kind)) if source is not None else None
                 return slot.codec if slot is not None and slot.source is not None else None
 
-            session.negotiating += 1
-            try:
-                answer = await peer.start(offer_sdp, codec_hint)
-                self._check_open(session_id)  # end_session() may have run meanwhile
-            except BaseException:
-                session.negotiating -= 1
-                await self._close_peer(peer, "rejected", notify=False)
-                await self._discard(session_id, session)
-                raise
-            session.negotiating -= 1
+            answer = await self._negotiate(session_id, session, peer, peer.start(offer_sdp, codec_hint))
             session.viewers[peer] = None
             # The source may have started publishing while we negotiated.
             source = source_participant_id or session.latest_publisher
@@ -168,6 +150,22 @@ class MediaService:
                 self._bind(session, peer, source)
         self._ensure_watchdog()
         return PeerHandle(peer.resource_id, answer, peer.etag, session_id, viewer_id, peer.role)
+
+    async def _negotiate(
+        self, session_id: str, session: _SessionMedia, peer: Peer, start: Awaitable[str]
+    ) -> str:
+        """Run a peer's offer/answer; on any failure close it and drop an emptied session record."""
+        session.negotiating += 1
+        try:
+            answer = await start
+            self._check_open(session_id)  # end_session() may have run meanwhile
+        except BaseException:
+            session.negotiating -= 1
+            await self._close_peer(peer, "rejected", notify=False)
+            await self._discard(session_id, session)
+            raise
+        session.negotiating -= 1
+        return answer
 
     # --- trickle, teardown ------------------------------------------------------------------------
 
