@@ -83,9 +83,20 @@ async def publish_from_chromium(whip: str, token: str, seconds: float, max_kbps:
 
 def _sender_figures(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
     span_s = max(1e-3, (last.get("time", 0) - first.get("time", 0)) / 1000)
+
+    def delta(key: str) -> float:
+        return float(last.get(key) or 0) - float(first.get(key) or 0)
+
     return {
-        "kbps": round((last.get("bytes", 0) - first.get("bytes", 0)) * 8 / span_s / 1000),
+        "kbps": round(delta("bytes") * 8 / span_s / 1000),
+        "fps": round(delta("frames_sent") / span_s, 1),
         "frames": last.get("frames"),
+        "keyframes": delta("keyframes"),
+        "nacks": delta("nacks"),
+        "plis": delta("plis"),
+        "retransmit_kbps": round(delta("retransmitted_bytes") * 8 / span_s / 1000),
+        "rtt_ms": last.get("rtt_ms"),
+        "fraction_lost": last.get("fraction_lost"),
         "resolution": f"{last.get('width')}x{last.get('height')}",
         "limitation": last.get("limitation"),
     }

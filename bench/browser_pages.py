@@ -81,8 +81,13 @@ window.sent = async () => {
   const out = {};
   (await window.pc.getStats()).forEach(s => {
     if (s.type === 'outbound-rtp' && s.kind === 'video') Object.assign(out, {
-      bytes: s.bytesSent, frames: s.framesEncoded, width: s.frameWidth, height: s.frameHeight,
+      bytes: s.bytesSent, frames: s.framesEncoded, frames_sent: s.framesSent,
+      keyframes: s.keyFramesEncoded, nacks: s.nackCount, plis: s.pliCount,
+      retransmitted_bytes: s.retransmittedBytesSent, width: s.frameWidth, height: s.frameHeight,
       limitation: s.qualityLimitationReason, time: s.timestamp});
+    if (s.type === 'remote-inbound-rtp' && s.kind === 'video') Object.assign(out, {
+      rtt_ms: s.roundTripTime === undefined ? null : 1000 * s.roundTripTime,
+      fraction_lost: s.fractionLost});
   });
   return out;
 };

@@ -85,4 +85,5 @@ def run_profile(
         "impaired": ",".join(impaired),
         **result,
         "publisher_kbps": sent.get("kbps"),
+        **{f"publisher_{k}": v for k, v in sent.items() if k != "kbps"},
     }

@@ -19,7 +19,7 @@ from dataclasses import asdict
 import aiohttp
 
 from .clients import BenchError, DecodingViewer, Publisher, close_all, wait_for
-from .servers import new_session, officer_token
+from .servers import metrics_delta, new_session, officer_token, scrape
 from .sources import LiveEncodedTrack, VideoFormat
 from .stats import summarise
 
@@ -38,14 +38,22 @@ async def watch(base: str, seconds: float, warmup: float, first_frame_within: fl
             await viewer.watch(http, session.whep(base), officer, loopback=False)
             await wait_for(lambda: len(viewer.samples) > 0, first_frame_within, "the first frame")
             await asyncio.sleep(warmup)
+            before = await scrape(http, base)
             t0 = time.time()
             await asyncio.sleep(seconds)
             t1 = time.time()
+            server = _server_counters(before, await scrape(http, base))
         finally:
             await close_all(viewer)
     samples = list(viewer.samples)
     summary = summarise([s.shown for s in samples], [s.captured for s in samples], t0, t1)
-    emit("RESULT", {**summary.row(), "decode_errors": viewer.decode_errors})
+    emit("RESULT", {**summary.row(), "decode_errors": viewer.decode_errors, **server})
+
+
+def _server_counters(before: str, after: str) -> dict[str, object]:
+    """The server's own view of the window: NACKs, keyframe requests, frames given up on."""
+    delta = metrics_delta(before, after)
+    return {f"server_{k.removeprefix('rtc_')}": v for k, v in delta.items() if k.startswith("rtc_")}
 
 
 async def watch_in_chromium(
@@ -67,10 +75,13 @@ async def watch_in_chromium(
                 raise BenchError("no frame reached the Chromium viewer")
             await asyncio.sleep(0.2)
         await asyncio.sleep(warmup)
-        t0 = time.time()
-        await asyncio.sleep(seconds)
-        t1 = time.time()
-        emit("RESULT", await chromium_samples(page, t0, t1))
+        async with aiohttp.ClientSession() as http:
+            before = await scrape(http, base)
+            t0 = time.time()
+            await asyncio.sleep(seconds)
+            t1 = time.time()
+            server = _server_counters(before, await scrape(http, base))
+        emit("RESULT", {**await chromium_samples(page, t0, t1), **server})
 
 
 async def publish(whip: str, token: str, seconds: float, fmt: VideoFormat) -> None:

@@ -195,6 +195,9 @@ REQUIRED_METRICS = (
     "rtc_nacks_received",
     "rtc_keyframe_requests",
     "rtc_viewer_plis",
+    "rtc_abandoned_frames",
+    "rtc_dropped_frames",
+    "rtc_keyframe_waits",
 )
 
 

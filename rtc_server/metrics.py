@@ -73,6 +73,11 @@ class _MediaCollector(Collector):
             ("rtc_nacks_sent", "NACKs sent to publishers", s.nacks_sent),
             ("rtc_nacks_received", "NACKs received from viewers", s.nacks_received),
             ("rtc_dead_peers", "Publishers closed because their RTP stopped", s.peers_closed_dead),
+            (
+                "rtc_abandoned_frames",
+                "Publisher frames given up on (a packet never arrived): the stream resumed on a keyframe",
+                s.frames_abandoned,
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         delay = HistogramMetricFamily(

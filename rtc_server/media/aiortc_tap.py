@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import statistics
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -146,6 +148,7 @@ class ReceiverTap:
         counters: MediaCounters,
         reorder_wait_s: float,
         nack_retry_interval_s: float,
+        reorder_wait_max_s: float | None = None,
     ) -> None:
         self._receiver = receiver
         self.codec = codec
@@ -167,6 +170,14 @@ class ReceiverTap:
         self._nack_retry_interval = nack_retry_interval_s
         self._gap = asyncio.Event()
         self._retry_task: asyncio.Task[None] | None = None
+        # Round trip to the publisher, measured from a NACK to the retransmission it brings (the
+        # receiver of a send-only peer gets no RTCP that would tell it otherwise). A frame waiting for
+        # a lost packet is given room for one retry: on a 300 ms mobile link a fixed short wait
+        # abandons every repairable frame and turns each loss into a keyframe round trip.
+        self._reorder_bounds = (reorder_wait_s, max(reorder_wait_s, reorder_wait_max_s or reorder_wait_s))
+        self._nacked: dict[int, float] = {}
+        self._rtt_samples: deque[float] = deque(maxlen=15)
+        self.rtt_s: float | None = None
 
     @property
     def capacity(self) -> int:
@@ -189,6 +200,10 @@ class ReceiverTap:
                 self._assembler.reset()
             self._ssrc = packet.ssrc
         self.last_rtp_at = now
+        if self._nacked:
+            asked = self._nacked.pop(packet.sequence_number, None)
+            if asked is not None:
+                self._rtt_sample(now - asked)
         assembler = self._assembler
         frames, want_keyframe = assembler.add(packet, now, time.time())
         if isinstance(assembler, VideoAssembler) and assembler.new_gap:
@@ -201,6 +216,31 @@ class ReceiverTap:
             if self._keyframe_wanted is not None:
                 self._keyframe_wanted()
         return False, None
+
+    @property
+    def reorder_wait_s(self) -> float:
+        assembler = self._assembler
+        return assembler.reorder_wait if isinstance(assembler, VideoAssembler) else 0.0
+
+    def note_nacked(self, lost: list[int]) -> None:
+        """Sequence numbers just asked for: the first ask of each starts its round-trip sample."""
+        now = time.monotonic()
+        nacked = self._nacked
+        for seq in lost:
+            nacked.setdefault(seq, now)
+        if len(nacked) > 512:
+            horizon = now - 4 * self._reorder_bounds[1]
+            for seq in [s for s, at in nacked.items() if at < horizon]:
+                del nacked[seq]
+
+    def _rtt_sample(self, seconds: float) -> None:
+        self._rtt_samples.append(seconds)
+        # The median shrugs off a packet that was only reordered (tiny) or needed a second ask (2x).
+        self.rtt_s = rtt = statistics.median(self._rtt_samples)
+        assembler = self._assembler
+        if isinstance(assembler, VideoAssembler):
+            low, high = self._reorder_bounds
+            assembler.reorder_wait = min(high, max(low, 2.5 * rtt + 0.05))
 
     def start(self) -> None:
         if self.kind == "video" and self._retry_task is None:
@@ -240,6 +280,7 @@ def install_receiver_tap(
     reorder_wait_s: float,
     nack_retry_interval_s: float,
     bitrate_limit: Callable[[], int | None] | None = None,
+    reorder_wait_max_s: float | None = None,
 ) -> ReceiverTap:
     """Replace the receiver's jitter buffer by a ReceiverTap; call after the answer is created.
 
@@ -252,13 +293,23 @@ def install_receiver_tap(
     codec = negotiated_codec(transceiver)
     if codec is None:
         raise UnsupportedAiortc("transceiver has no negotiated codec")
-    tap = ReceiverTap(receiver, codec[0], codec[1], sink, counters, reorder_wait_s, nack_retry_interval_s)
+    tap = ReceiverTap(
+        receiver,
+        codec[0],
+        codec[1],
+        sink,
+        counters,
+        reorder_wait_s,
+        nack_retry_interval_s,
+        reorder_wait_max_s,
+    )
     setattr(receiver, _JITTER_BUFFER_ATTR, tap)
 
     original_nack = receiver._send_rtcp_nack
 
     async def counting_nack(media_ssrc: int, lost: list[int]) -> None:
         counters.nacks_sent += 1
+        tap.note_nacked(lost)
         await original_nack(media_ssrc, lost)
 
     setattr(receiver, "_send_rtcp_nack", counting_nack)  # noqa: B010 - instance override

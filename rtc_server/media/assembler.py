@@ -77,7 +77,8 @@ class VideoAssembler:
     ) -> None:
         self.codec = codec
         self.clock_rate = clock_rate
-        self._reorder_wait = reorder_wait_s
+        # Read on every packet; the receiver tap adapts it to the measured round trip.
+        self.reorder_wait = reorder_wait_s
         self._clock = clock
         self._packets: dict[int, RtpLike] = {}
         # First sequence number of the next frame to release; None until synchronised on a keyframe.
@@ -119,7 +120,7 @@ class VideoAssembler:
         if self._packets:
             if out or self._stalled_since is None:
                 self._stalled_since = now
-            elif now - self._stalled_since > self._reorder_wait:
+            elif now - self._stalled_since > self.reorder_wait:
                 self.frames_abandoned += 1
                 self._expected = None
                 self._stalled_since = None

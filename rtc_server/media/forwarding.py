@@ -108,9 +108,10 @@ class ForwardTrack(MediaStreamTrack):
     Timestamps are rebased so that the viewer sees one continuous stream across publisher reconnects.
     """
 
-    def __init__(self, kind: str, maxsize: int, counters: MediaCounters) -> None:
+    def __init__(self, kind: str, maxsize: int, counters: MediaCounters, max_delay_s: float = 0.5) -> None:
         super().__init__()
         self.kind = kind
+        self._max_delay = max_delay_s
         self.codec: str | None = None
         self.clock_rate = 90000 if kind == "video" else 48000
         self._time_base = fractions.Fraction(1, self.clock_rate)
@@ -151,7 +152,7 @@ class ForwardTrack(MediaStreamTrack):
                 return
             self.need_keyframe = False
         queue = self._queue
-        if len(queue) >= self._maxsize:
+        if self._overflowing(frame):
             if self.kind == "video":
                 # Dropping one picture breaks every later one until the next keyframe.
                 self._counters.frames_dropped += len(queue)
@@ -163,12 +164,21 @@ class ForwardTrack(MediaStreamTrack):
                         self.slot.request_keyframe()
                     return
             else:
-                queue.popleft()
-                self._counters.frames_dropped += 1
+                while self._overflowing(frame):
+                    queue.popleft()
+                    self._counters.frames_dropped += 1
         queue.append(frame)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _overflowing(self, incoming: EncodedFrame) -> bool:
+        """Full, or stale: a burst released at once (a retransmission filled a gap) shares one release
+        time, so only a viewer that stopped draining lets the oldest fall this far behind the newest."""
+        queue = self._queue
+        if not queue:
+            return False
+        return len(queue) >= self._maxsize or incoming.received_at - queue[0].received_at > self._max_delay
 
     def source_changed(self) -> None:
         """The slot got a new publisher: start over on its next keyframe, keep timestamps continuous."""

@@ -213,6 +213,7 @@ class PublisherPeer(Peer):
             self._settings.reorder_wait_s,
             self._settings.nack_retry_interval_s,
             bitrate_limit=slot.viewer_bitrate_limit if transceiver.kind == "video" else None,
+            reorder_wait_max_s=self._settings.reorder_wait_max_s,
         )
         tap.on_keyframe_wanted(slot.request_keyframe)
         codec = negotiated_codec(transceiver)
@@ -266,7 +267,7 @@ class ViewerPeer(Peer):
                 if media.kind == "video"
                 else self._settings.viewer_audio_queue
             )
-            track = ForwardTrack(media.kind, size, self._counters)
+            track = ForwardTrack(media.kind, size, self._counters, self._settings.viewer_max_queue_delay_s)
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(media.kind, (chosen,)))
             hook_sender(

@@ -58,14 +58,19 @@ class MediaSettings:
     keyframe_min_interval_s: float = 0.5
     # Preference order of video codecs offered to publishers and viewers.
     video_codecs: tuple[str, ...] = ("VP8", "H264")
-    # Bounded per-viewer queues, in frames: a slow viewer drops the oldest, never adds delay.
-    viewer_video_queue: int = 8
+    # Bounded per-viewer queues, in frames: a slow viewer drops the oldest, never adds delay. The video
+    # queue must hold the burst a publisher's receiver releases when a retransmission fills a gap
+    # (up to reorder_wait_max_s of frames at once); what marks a viewer as slow is the age spread.
+    viewer_video_queue: int = 64
+    viewer_max_queue_delay_s: float = 0.5
     viewer_audio_queue: int = 16
     # Bounded per-tap queues (recorder, analyser).
     tap_queue: int = 120
     # How long an incomplete video frame may block later frames waiting for a retransmission
-    # before the stream is resynchronised on a keyframe.
+    # before the stream is resynchronised on a keyframe: adapted to the publisher's round trip as
+    # measured by NACK -> retransmission (room for one retry), within these bounds.
     reorder_wait_s: float = 0.25
+    reorder_wait_max_s: float = 1.2
     # While a frame waits for a lost packet, NACK it again this often (aiortc asks only once).
     nack_retry_interval_s: float = 0.06
     # Relay the lowest viewer bandwidth estimate (REMB) to the publisher, never asking for less than
@@ -83,10 +88,14 @@ class MediaSettings:
             "connect_timeout_s",
             "watchdog_interval_s",
             "reorder_wait_s",
+            "reorder_wait_max_s",
             "nack_retry_interval_s",
+            "viewer_max_queue_delay_s",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.reorder_wait_max_s < self.reorder_wait_s:
+            raise ValueError("reorder_wait_max_s must not be below reorder_wait_s")
         if self.keyframe_min_interval_s < 0:
             raise ValueError("keyframe_min_interval_s must not be negative")
         if self.viewer_bitrate_floor_bps is not None and self.viewer_bitrate_floor_bps <= 0:

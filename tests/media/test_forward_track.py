@@ -52,6 +52,25 @@ async def test_slow_video_viewer_drops_to_the_next_keyframe_never_queues_more() 
     await slot.close()
 
 
+async def test_a_burst_released_at_once_is_queued_whole_but_a_stalled_viewer_resyncs() -> None:
+    counters = MediaCounters()
+    slot = TrackSlot("video", counters, 0.5)
+    track = ForwardTrack("video", 64, counters, max_delay_s=0.5)
+    track.set_codec("VP8", 90000)
+    track.started = True
+    slot.add_viewer(track)
+    requested = counters.keyframes_requested
+    track.push(frame(0, True, at=1.0))
+    for i in range(1, 25):  # a retransmission filled a gap: 24 held frames leave together
+        track.push(frame(i * 3000, False, at=1.4))
+    assert len(track._queue) == 25 and not track.need_keyframe
+    assert counters.keyframes_requested == requested and counters.frames_dropped == 0
+    track.push(frame(99_000, False, at=1.6))  # nothing drained for 0.6 s: this viewer is stuck
+    assert len(track._queue) == 0 and track.need_keyframe
+    assert counters.keyframes_requested == requested + 1
+    await slot.close()
+
+
 async def test_slow_audio_viewer_drops_oldest() -> None:
     counters = MediaCounters()
     track = ForwardTrack("audio", 3, counters)

@@ -60,3 +60,39 @@ async def test_new_ssrc_resets_the_assembler() -> None:
         p.ssrc = 2
         tap.add(p)
     assert [f.data for f in frames][-1] == new_key
+
+
+async def test_reorder_wait_follows_the_measured_round_trip_within_bounds() -> None:
+    import time
+
+    tap = ReceiverTap(FakeReceiver(), "VP8", 90000, [].append, MediaCounters(), 0.25, 0.02, 1.2)  # type: ignore[arg-type]
+    for p in vp8_frame(10, 0, VP8_KEY + b"k" * 30):
+        tap.add(p)
+    assert tap.reorder_wait_s == 0.25 and tap.rtt_s is None
+    f1 = vp8_frame(13, 3000, VP8_DELTA + b"d" * 30)
+    tap.add(f1[0])
+    tap.add(f1[2])
+    tap.note_nacked([14])
+    await asyncio.sleep(0.15)
+    tap.note_nacked([14])  # a retry does not restart the sample
+    tap.add(f1[1])
+    assert tap.rtt_s is not None and 0.14 <= tap.rtt_s < 0.5
+    assert tap.reorder_wait_s == 2.5 * tap.rtt_s + 0.05, "room for one retry on a slow link"
+    f2 = vp8_frame(16, 6000, VP8_DELTA + b"e" * 30)
+    tap.add(f2[0])
+    tap.add(f2[2])
+    tap.note_nacked([17])
+    tap._nacked[17] = time.monotonic() - 3.0  # a 3 s round trip: the wait stops at its ceiling
+    tap.add(f2[1])
+    assert tap.reorder_wait_s == 1.2
+
+
+async def test_reorder_wait_never_drops_below_its_floor() -> None:
+    tap = ReceiverTap(FakeReceiver(), "VP8", 90000, [].append, MediaCounters(), 0.25, 0.02, 1.2)  # type: ignore[arg-type]
+    for p in vp8_frame(10, 0, VP8_KEY + b"k" * 30):
+        tap.add(p)
+    f1 = vp8_frame(13, 3000, VP8_DELTA + b"d" * 30)
+    tap.add(f1[0])
+    tap.note_nacked([14])
+    tap.add(f1[1])  # only reordered: arrived straight after the ask
+    assert tap.reorder_wait_s == 0.25
