@@ -6,9 +6,11 @@ aiortc decodes all it receives and encodes all it sends. The pass-through path u
   `packet._data` and then calls `self.__jitter_buffer.add(packet)`, decoding whatever frame that
   returns. `ReceiverTap` replaces the jitter buffer: it assembles frames at the marker bit, hands them
   to a TrackSlot and returns no frame, so aiortc's decoder thread stays idle.
-* send: `RTCRtpSender._next_encoded_frame` packs an `av.Packet` with the codec's `pack()` instead of
-  encoding (ForwardTrack yields av.Packets). PLI/FIR from a viewer call `sender._send_keyframe()`
-  and NACKs call `sender._retransmit(seq)` (answered from its RTP history); both are hooked here.
+* send: `RTCRtpSender._run_rtp` (which would pull frames from the track, encode and packetise them)
+  is replaced per sender by `forward_packets`, which sends the publisher's own packets as a
+  ForwardTrack renumbered them, and keeps aiortc's RTP history and Sender Report counters up to
+  date. PLI/FIR from a viewer call `sender._send_keyframe()` and NACKs call `sender._retransmit(seq)`
+  (answered from that history, over RTX when negotiated); both are hooked here.
 * ICE: aioice's `get_host_addresses` never returns 127.0.0.1; `loopback_candidates()` adds it for
   the gathering done inside the context, nowhere else.
 """
@@ -18,22 +20,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import statistics
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
+from struct import pack
 from typing import Any
 
 import aioice.ice
 import aiortc
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from aiortc.rtp import RTCP_PSFB_APP, AnyRtcpPacket, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+import aiortc.codecs
+from aioice.ice import StunProtocol
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecCapability,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtcrtpsender import RTP_HISTORY_SIZE
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 
 from .assembler import AudioAssembler, VideoAssembler
 from .errors import UnsupportedAiortc
+from .forwarding import ForwardTrack, OutPacket
 from .frames import H264
 from .stats import MediaCounters
+
+logger = logging.getLogger(__name__)
 
 SUPPORTED_AIORTC = "1.16."
 H264_FMTP = {"level-asymmetry-allowed": "1", "packetization-mode": "1", "profile-level-id": "42e01f"}
@@ -53,6 +77,30 @@ check_aiortc_version()
 
 _JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _RECEIVER_KIND_ATTR = "_RTCRtpReceiver__kind"
+_DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
+_DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
+
+# aiortc answers only with header extensions it lists; a viewer's browser offers playout-delay.
+if not any(ext.uri == PLAYOUT_DELAY_URI for ext in aiortc.codecs.HEADER_EXTENSIONS["video"]):
+    aiortc.codecs.HEADER_EXTENSIONS["video"].append(
+        RTCRtpHeaderExtensionParameters(id=6, uri=PLAYOUT_DELAY_URI)
+    )
+# RTCRtpSender's private state that its replaced send loop used to maintain.
+_SENDER = "_RTCRtpSender__"
+_SENDER_ATTRS = (
+    "rtp_started",
+    "rtp_exited",
+    "rtp_history",
+    "rtp_header_extensions_map",
+    "mid",
+    "ntp_timestamp",
+    "rtp_timestamp",
+    "octet_count",
+    "packet_count",
+)
 
 # --- ICE --------------------------------------------------------------------------------------------
 
@@ -134,6 +182,7 @@ def negotiated_codec(transceiver: RTCRtpTransceiver) -> tuple[str, int] | None:
 # --- receive side -----------------------------------------------------------------------------------
 
 FrameSink = Callable[[Any], None]
+PacketSink = Callable[[Any, float], None]
 
 
 class ReceiverTap:
@@ -149,8 +198,11 @@ class ReceiverTap:
         reorder_wait_s: float,
         nack_retry_interval_s: float,
         reorder_wait_max_s: float | None = None,
+        packet_sink: PacketSink | None = None,
     ) -> None:
         self._receiver = receiver
+        # Every packet as it arrives (viewers); `sink` gets whole frames in order (recorder, analyser).
+        self._packet_sink = packet_sink
         self.codec = codec
         self.kind = "video" if clock_rate == 90000 else "audio"
         self._assembler: VideoAssembler | AudioAssembler
@@ -200,6 +252,8 @@ class ReceiverTap:
                 self._assembler.reset()
             self._ssrc = packet.ssrc
         self.last_rtp_at = now
+        if self._packet_sink is not None:
+            self._packet_sink(packet, now)
         if self._nacked:
             asked = self._nacked.pop(packet.sequence_number, None)
             if asked is not None:
@@ -281,6 +335,7 @@ def install_receiver_tap(
     nack_retry_interval_s: float,
     bitrate_limit: Callable[[], int | None] | None = None,
     reorder_wait_max_s: float | None = None,
+    packet_sink: PacketSink | None = None,
 ) -> ReceiverTap:
     """Replace the receiver's jitter buffer by a ReceiverTap; call after the answer is created.
 
@@ -302,6 +357,7 @@ def install_receiver_tap(
         reorder_wait_s,
         nack_retry_interval_s,
         reorder_wait_max_s,
+        packet_sink,
     )
     setattr(receiver, _JITTER_BUFFER_ATTR, tap)
 
@@ -343,12 +399,34 @@ def install_receiver_tap(
 
 def hook_sender(
     sender: RTCRtpSender,
+    track: ForwardTrack,
     on_keyframe_request: Callable[[], None],
     counters: MediaCounters,
     on_bitrate_estimate: Callable[[int], None] | None = None,
+    playout_delay_ms: tuple[int, int] | None = None,
 ) -> None:
-    """Relay a viewer's PLI/FIR to the publisher, count the NACKs the sender answers and report the
-    viewer's REMB (bits per second) for this sender's stream."""
+    """Send `track`'s packets instead of encoding, relay a viewer's PLI/FIR to the publisher, count the
+    NACKs the sender answers and report the viewer's REMB (bits per second) for this sender's stream.
+
+    Call right after addTransceiver: aiortc starts the send loop once the transport connects.
+    playout_delay_ms (min, max) goes to viewers that negotiated the playout-delay extension: a
+    browser then holds video in its jitter buffer for at most `max` (see MediaSettings).
+    """
+    if not all(hasattr(sender, _SENDER + name) for name in _SENDER_ATTRS):
+        raise UnsupportedAiortc("RTCRtpSender no longer has the send-loop state forward_packets keeps")
+
+    packets = PacketSender(sender, counters, playout_delay_ms if track.kind == "video" else None)
+    original_send = sender.send
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        packets.configure(parameters)
+        await original_send(parameters)
+
+    async def run_rtp(codec: RTCRtpCodecParameters) -> None:
+        await packets.run(track, codec)
+
+    setattr(sender, "send", send)  # noqa: B010 - instance override
+    setattr(sender, "_run_rtp", run_rtp)  # noqa: B010 - instance override
 
     def keyframe_requested() -> None:
         counters.plis_received += 1
@@ -375,3 +453,163 @@ def hook_sender(
             await original_rtcp(packet)
 
         setattr(sender, "_handle_rtcp_packet", rtcp_with_remb)  # noqa: B010 - instance override
+
+
+class PacketSender:
+    """Sends a ForwardTrack's packets on one aiortc sender: what RTCRtpSender._run_rtp did, minus
+    encoding and packetisation (history for NACKs, abs-send-time and MID, Sender Report counters).
+
+    `send_now` puts a packet on the wire synchronously, from inside the publisher's receive path, when
+    the viewer's ICE pair is a plain UDP socket: a task wake-up per packet would cost more than the
+    rest of forwarding. Anything else (TURN relays, a transport not yet up) goes through the queue and
+    `run`, which awaits aiortc's own send path.
+    """
+
+    def __init__(
+        self, sender: RTCRtpSender, counters: MediaCounters, playout_delay_ms: tuple[int, int] | None
+    ):
+        self._sender = sender
+        self._counters = counters
+        self._playout_delay = playout_delay_ms
+        self._history: dict[int, RtpPacket] = getattr(sender, _SENDER + "rtp_history")
+        self._extensions_map = getattr(sender, _SENDER + "rtp_header_extensions_map")
+        self._mid: str | None = None
+        self._payload_type = 0
+        self._ssrc = sender._ssrc
+        # One-byte header extension block (RFC 8285) split around the abs-send-time value; None when
+        # the negotiated ids need the two-byte form (then aiortc's own serialiser builds it).
+        self._ext_prefix: bytes | None = None
+        self._ext_suffix = b""
+        self._ext_words = 0
+        self._playout_id: int | None = None
+        self._abs_send_time_id: int | None = None
+
+    def configure(self, parameters: RTCRtpSendParameters) -> None:
+        """The negotiated parameters, as RTCRtpSender.send() receives them."""
+        self._mid = parameters.muxId
+        ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
+        mid_id = ids.get(MID_URI) if self._mid else None
+        self._abs_send_time_id = ids.get(ABS_SEND_TIME_URI)
+        self._playout_id = ids.get(PLAYOUT_DELAY_URI) if self._playout_delay is not None else None
+        elements: list[tuple[int, bytes]] = []
+        if mid_id is not None and self._mid:
+            elements.append((mid_id, self._mid.encode("utf8")))
+        if self._playout_id is not None and self._playout_delay is not None:
+            low, high = (min(0xFFF, ms // 10) for ms in self._playout_delay)
+            elements.append((self._playout_id, ((low << 12) | high).to_bytes(3, "big")))
+        one_byte = all(0 < i <= 14 and 0 < len(v) <= 16 for i, v in elements)
+        abs_id = self._abs_send_time_id
+        if not one_byte or (abs_id is not None and not 0 < abs_id <= 14):
+            self._ext_prefix = None
+            return
+        prefix = b"".join(bytes([(i << 4) | (len(v) - 1)]) + v for i, v in elements)
+        length = len(prefix) + (4 if abs_id is not None else 0)
+        pad = -length % 4
+        self._ext_prefix = prefix + (bytes([(abs_id << 4) | 2]) if abs_id is not None else b"")
+        self._ext_suffix = b"\x00" * pad
+        self._ext_words = (length + pad) // 4
+
+    def start(self, codec: RTCRtpCodecParameters) -> None:
+        assert codec.payloadType is not None, "a negotiated codec has a payload type"
+        self._payload_type = codec.payloadType
+
+    def _packet(self, out: OutPacket, abs_send_time: int) -> tuple[RtpPacket, bytes]:
+        packet = RtpPacket(
+            self._payload_type, out.marker, out.sequence_number, out.timestamp, self._ssrc, out.payload
+        )
+        packet.padding_size = out.padding_size
+        packet.extensions.abs_send_time = abs_send_time
+        packet.extensions.mid = self._mid
+        # aiortc's _retransmit answers NACKs from here (re-serialising with its own map).
+        self._history[out.sequence_number % RTP_HISTORY_SIZE] = packet
+        prefix = self._ext_prefix
+        if prefix is None:
+            return packet, packet.serialize(self._extensions_map)
+        if not prefix:
+            data = pack(
+                "!BBHLL",
+                0x80 | (0x20 if out.padding_size else 0),
+                (out.marker << 7) | self._payload_type,
+                out.sequence_number,
+                out.timestamp,
+                self._ssrc,
+            )
+            data += out.payload
+            if out.padding_size:
+                data += bytes(out.padding_size - 1) + bytes([out.padding_size])
+            return packet, data
+        first = 0x90 | (0x20 if out.padding_size else 0)
+        header = pack(
+            "!BBHLLHH",
+            first,
+            (out.marker << 7) | self._payload_type,
+            out.sequence_number,
+            out.timestamp,
+            self._ssrc,
+            0xBEDE,
+            self._ext_words,
+        )
+        if self._abs_send_time_id is not None:
+            prefix += abs_send_time.to_bytes(3, "big")
+        data = header + prefix + self._ext_suffix + out.payload
+        if out.padding_size:
+            data += bytes(out.padding_size - 1) + bytes([out.padding_size])
+        return packet, data
+
+    def _account(self, out: OutPacket) -> None:
+        sender, counters = self._sender, self._counters
+        octets = len(out.payload)
+        counters.bytes_forwarded += octets
+        if out.marker:
+            counters.forward_delay.observe(time.monotonic() - out.arrival)
+            counters.frames_forwarded += 1
+        setattr(sender, _SENDER + "ntp_timestamp", clock.current_ntp_time())
+        setattr(sender, _SENDER + "rtp_timestamp", out.timestamp)
+        setattr(sender, _SENDER + "octet_count", getattr(sender, _SENDER + "octet_count") + octets)
+        setattr(sender, _SENDER + "packet_count", getattr(sender, _SENDER + "packet_count") + 1)
+
+    def send_now(self, out: OutPacket) -> bool:
+        """Encrypt and send on the spot; False (nothing sent) when only aiortc's async path can."""
+        dtls = self._sender.transport
+        if dtls._state is not DtlsState.CONNECTED:
+            return False
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or type(pair.protocol) is not StunProtocol:
+            return False
+        udp = pair.protocol.transport
+        if udp is None or udp.is_closing():
+            return False
+        _, data = self._packet(out, (clock.current_ntp_time() >> 14) & 0x00FFFFFF)
+        protected = dtls._tx_srtp.protect(data)
+        udp.sendto(protected, pair.remote_addr)
+        setattr(dtls, _DTLS_TX_BYTES, getattr(dtls, _DTLS_TX_BYTES) + len(protected))
+        setattr(dtls, _DTLS_TX_PACKETS, getattr(dtls, _DTLS_TX_PACKETS) + 1)
+        self._counters.packets_sent_direct += 1
+        self._account(out)
+        return True
+
+    async def run(self, track: ForwardTrack, codec: RTCRtpCodecParameters) -> None:
+        """The replacement of RTCRtpSender._run_rtp: send what `track` queues, until it stops."""
+        sender = self._sender
+        started: asyncio.Event = getattr(sender, _SENDER + "rtp_started")
+        exited: asyncio.Event = getattr(sender, _SENDER + "rtp_exited")
+        self.start(codec)
+        started.set()
+        track.start(self.send_now)
+        try:
+            while True:
+                batch = await track.take()
+                abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+                for out in batch:
+                    _, data = self._packet(out, abs_send_time)
+                    await sender.transport._send_rtp(data)
+                    self._counters.packets_sent_queued += 1
+                    self._account(out)
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        except Exception:
+            # exited must be set whatever happens, or RTCRtpSender.stop() hangs.
+            logger.exception("media: forwarding to a viewer failed")
+        finally:
+            track.stop()
+            exited.set()

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .frames import EncodedFrame
+from .frames import EncodedFrame, packet_starts_keyframe
 from .stats import MediaCounters
 
 # When no keyframe arrives although one is wanted, ask again this often (a PLI can be lost).
@@ -102,104 +103,170 @@ class EncodedFrameTap:
             raise StopAsyncIteration from None
 
 
-class ForwardTrack(MediaStreamTrack):
-    """The outgoing track of one viewer: aiortc's sender pulls av.Packets from it and packs them.
+class RtpIn(Protocol):
+    """The fields of aiortc's RtpPacket a ForwardTrack reads (after RTX unwrapping and depayloading)."""
 
-    Timestamps are rebased so that the viewer sees one continuous stream across publisher reconnects.
+    sequence_number: int
+    timestamp: int
+    marker: int
+    ssrc: int
+    payload: bytes
+    padding_size: int
+    _data: bytes
+
+
+@dataclass(slots=True)
+class OutPacket:
+    """One packet as it leaves for a viewer: the publisher's payload under the viewer's numbering."""
+
+    payload: bytes
+    marker: int
+    sequence_number: int
+    timestamp: int
+    padding_size: int
+    arrival: float
+
+
+def _before(seq: int, reference: int) -> bool:
+    """seq precedes reference in 16-bit sequence space."""
+    return ((seq - reference) & 0xFFFF) >= 0x8000
+
+
+class ForwardTrack(MediaStreamTrack):
+    """The outgoing track of one viewer: the publisher's RTP packets, renumbered into this viewer's stream.
+
+    Packets leave in the order they arrive, reordered and repaired ones included, with the publisher's
+    packetisation unchanged. A packet the server is still repairing upstream therefore shows up at the
+    viewer as a gap it NACKs, and its late arrival as a retransmission, which its jitter buffer does
+    not mistake for network jitter (holding whole frames back here did: a 3G viewer's playout delay
+    doubled). Sequence numbers and timestamps are offset so that the viewer sees one continuous stream
+    across publisher reconnects and keyframe resyncs; aiortc's sender keeps what is sent in its history
+    and answers the viewer's NACKs from it (aiortc_tap.forward_packets does the sending).
     """
 
     def __init__(self, kind: str, maxsize: int, counters: MediaCounters, max_delay_s: float = 0.5) -> None:
         super().__init__()
         self.kind = kind
-        self._max_delay = max_delay_s
         self.codec: str | None = None
         self.clock_rate = 90000 if kind == "video" else 48000
-        self._time_base = fractions.Fraction(1, self.clock_rate)
         self._maxsize = maxsize
-        self._queue: deque[EncodedFrame] = deque()
+        self._max_delay = max_delay_s
+        self._queue: deque[OutPacket] = deque()
         self._counters = counters
         self._waiter: asyncio.Future[None] | None = None
         self.need_keyframe = kind == "video"
         self.slot: TrackSlot | None = None
-        self._rebase = True
-        self._offset = 0
-        self._last_out_ts = 0
+        self._in_ssrc: int | None = None
+        # First input sequence number forwarded since the last (re)sync; None: not synchronised.
+        self._base_seq: int | None = None
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._next_seq = secrets.randbits(16)
+        self._last_out_ts = secrets.randbits(32)
         self._last_out_at = 0.0
-        self._inflight_at: float | None = None
-        self._inflight_bytes = 0
         self.frames_sent = 0
+        self._send_now: Callable[[OutPacket], bool] | None = None
         # The viewer's latest REMB for this stream (bits per second), if it sent one.
         self.bitrate_estimate: int | None = None
-        # Set by the sender's first recv(), i.e. once ICE and DTLS are up.
+        # Set once the viewer's transport is up and its sender starts (see start()).
         self.started = False
 
     def set_codec(self, codec: str, clock_rate: int) -> None:
         self.codec = codec
         self.clock_rate = clock_rate
-        self._time_base = fractions.Fraction(1, clock_rate)
 
-    def push(self, frame: EncodedFrame) -> None:
-        """Called by the slot for every frame of the source; never blocks, never grows unbounded."""
-        if not self.started:
-            # The viewer's transport is not up yet: queueing now would only send stale media later.
-            return
-        if frame.codec != self.codec:
-            self._counters.frames_codec_mismatch += 1
-            return
-        if self.need_keyframe:
-            if not frame.keyframe:
-                self._counters.frames_skipped_for_keyframe += 1
-                return
-            self.need_keyframe = False
-        queue = self._queue
-        if self._overflowing(frame):
-            if self.kind == "video":
-                # Dropping one picture breaks every later one until the next keyframe.
-                self._counters.frames_dropped += len(queue)
-                queue.clear()
-                if not frame.keyframe:
-                    self._counters.frames_skipped_for_keyframe += 1
-                    self.need_keyframe = True
-                    if self.slot is not None:
-                        self.slot.request_keyframe()
-                    return
-            else:
-                while self._overflowing(frame):
-                    queue.popleft()
-                    self._counters.frames_dropped += 1
-        queue.append(frame)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def start(self, send_now: Callable[[OutPacket], bool] | None = None) -> None:
+        """The viewer's sender runs (ICE and DTLS are up): from now on packets are worth forwarding.
 
-    def _overflowing(self, incoming: EncodedFrame) -> bool:
-        """Full, or stale: a burst released at once (a retransmission filled a gap) shares one release
-        time, so only a viewer that stopped draining lets the oldest fall this far behind the newest."""
-        queue = self._queue
-        if not queue:
-            return False
-        return len(queue) >= self._maxsize or incoming.received_at - queue[0].received_at > self._max_delay
-
-    def source_changed(self) -> None:
-        """The slot got a new publisher: start over on its next keyframe, keep timestamps continuous."""
-        self._counters.frames_dropped += len(self._queue)
-        self._queue.clear()
-        self.need_keyframe = self.kind == "video"
-        self._rebase = True
-
-    async def recv(self) -> av.Packet:
+        send_now(packet) sends synchronously where it can (False: it could not, queue it instead).
+        """
+        self._send_now = send_now
         if not self.started:
             self.started = True
             if self.slot is not None:
                 self.slot.request_keyframe(starting_viewer=True)
-        now = time.monotonic()
-        if self._inflight_at is not None:
-            # The sender calls recv() again right after sending the previous frame's last packet.
-            self._counters.forward_delay.observe(now - self._inflight_at)
-            self._counters.frames_forwarded += 1
-            self._counters.bytes_forwarded += self._inflight_bytes
+
+    def push_packet(self, packet: RtpIn, codec: str, arrival: float) -> None:
+        """Called by the slot for every packet of the source; never blocks, never grows unbounded."""
+        if not self.started:
+            # The viewer's transport is not up yet: queueing now would only send stale media later.
+            return
+        if codec != self.codec:
+            self._counters.frames_codec_mismatch += packet.marker
+            return
+        seq = packet.sequence_number
+        if packet.ssrc != self._in_ssrc:
+            # A new publisher or a restarted encoder: unrelated numbering, start over on a keyframe.
+            self._in_ssrc = packet.ssrc
+            self._base_seq = None
+            self.need_keyframe = self.kind == "video"
+        base = self._base_seq
+        if base is None or self.need_keyframe:
+            if self.need_keyframe and not packet_starts_keyframe(codec, packet.payload, packet._data):
+                self._counters.frames_skipped_for_keyframe += packet.marker
+                return
+            self._sync(packet, arrival)
+        else:
+            delta = (seq - base) & 0xFFFF
+            if delta >= 0x8000:
+                return  # late packet of a picture before the resync point: the viewer never had it
+            if delta > 0x4000:
+                # Keep the window short so that wrap-around never reads as "before the sync point".
+                self._base_seq = (seq - 0x2000) & 0xFFFF
+        queue = self._queue
+        if queue and (len(queue) >= self._maxsize or arrival - queue[0].arrival > self._max_delay):
+            # The sender stopped draining (the loop is starved or the transport stuck): what is
+            # queued is stale. Video restarts on a keyframe, audio loses its oldest packets.
+            if self.kind == "video":
+                self._counters.frames_dropped += sum(p.marker for p in queue)
+                queue.clear()
+                self.need_keyframe = True
+                self._base_seq = None
+                if self.slot is not None:
+                    self.slot.request_keyframe()
+                if not packet_starts_keyframe(codec, packet.payload, packet._data):
+                    self._counters.frames_skipped_for_keyframe += packet.marker
+                    return
+                self._sync(packet, arrival)
+            else:
+                while queue and (len(queue) >= self._maxsize or arrival - queue[0].arrival > self._max_delay):
+                    self._counters.frames_dropped += 1
+                    queue.popleft()
+        out_seq = (seq + self._seq_offset) & 0xFFFF
+        out_ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+        out = OutPacket(packet.payload, packet.marker, out_seq, out_ts, packet.padding_size, arrival)
+        if not _before(out_seq, self._next_seq):
+            self._next_seq = (out_seq + 1) & 0xFFFF
+            self._last_out_ts = out_ts
+            self._last_out_at = arrival
+        if out.marker:
             self.frames_sent += 1
-            self._inflight_at = None
+        send_now = self._send_now
+        if not queue and send_now is not None and send_now(out):
+            return
+        queue.append(out)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _sync(self, packet: RtpIn, arrival: float) -> None:
+        """Map `packet` right after the last packet sent, its timestamp after the time that passed."""
+        self._seq_offset = (self._next_seq - packet.sequence_number) & 0xFFFF
+        elapsed = max(1, int((arrival - self._last_out_at) * self.clock_rate)) if self._last_out_at else 1
+        self._ts_offset = (self._last_out_ts + elapsed - packet.timestamp) & 0xFFFFFFFF
+        self._base_seq = packet.sequence_number
+        self.need_keyframe = False
+
+    def source_changed(self) -> None:
+        """The slot got a new publisher: start over on its next keyframe, keep numbering continuous."""
+        self._counters.frames_dropped += sum(p.marker for p in self._queue)
+        self._queue.clear()
+        self._in_ssrc = None
+        self._base_seq = None
+        self.need_keyframe = self.kind == "video"
+
+    async def take(self) -> deque[OutPacket]:
+        """Everything queued, oldest first, once there is something (the sender's pull)."""
         while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -210,23 +277,12 @@ class ForwardTrack(MediaStreamTrack):
                 self._waiter = None
         if self.readyState != "live":
             raise MediaStreamError
-        frame = self._queue.popleft()
-        if self._rebase:
-            if self._last_out_at:
-                elapsed = max(1, int((frame.received_at - self._last_out_at) * self.clock_rate))
-                self._offset = self._last_out_ts + elapsed - frame.rtp_timestamp
-            else:
-                self._offset = -frame.rtp_timestamp
-            self._rebase = False
-        pts = (frame.rtp_timestamp + self._offset) & 0xFFFFFFFF
-        self._last_out_ts = pts
-        self._last_out_at = frame.received_at
-        packet = av.Packet(frame.data)
-        packet.pts = pts
-        packet.time_base = self._time_base
-        self._inflight_at = frame.received_at
-        self._inflight_bytes = len(frame.data)
-        return packet
+        batch, self._queue = self._queue, deque()
+        return batch
+
+    async def recv(self) -> av.Packet:
+        # aiortc's own send loop (which would call this) is replaced by aiortc_tap.forward_packets.
+        raise MediaStreamError("ForwardTrack is sent packet by packet, not pulled frame by frame")
 
     def stop(self) -> None:
         super().stop()
@@ -272,10 +328,16 @@ class TrackSlot:
             self._keyframe_since_request = True
         self._counters.frames_received += 1
         self._counters.bytes_received += len(frame.data)
-        for viewer in self.viewers:
-            viewer.push(frame)
         for tap in self.taps:
             tap.put(frame)
+
+    def forward(self, packet: RtpIn, arrival: float) -> None:
+        """Every packet of the source, as it arrives: straight on to each viewer."""
+        codec = self.codec
+        if codec is None:
+            return
+        for viewer in self.viewers:
+            viewer.push_packet(packet, codec, arrival)
 
     def attach_source(self, source: KeyframeSource, codec: str, clock_rate: int) -> None:
         self.source = source

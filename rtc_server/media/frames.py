@@ -70,3 +70,15 @@ def is_keyframe(codec: str, data: bytes) -> bool:
     if codec == H264:
         return h264_is_keyframe(data)
     return True
+
+
+def packet_starts_keyframe(codec: str, payload: bytes, data: bytes) -> bool:
+    """True for the first RTP packet of a keyframe; `data` is the packet's depayloaded bytes.
+
+    A viewer that needs a picture to start from is given packets from this one on.
+    """
+    if codec == VP8:
+        return vp8_payload_starts_frame(payload) and vp8_is_keyframe(data)
+    if codec == H264:
+        return h264_payload_starts_keyframe(payload)
+    return True

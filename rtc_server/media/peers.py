@@ -214,6 +214,7 @@ class PublisherPeer(Peer):
             self._settings.nack_retry_interval_s,
             bitrate_limit=slot.viewer_bitrate_limit if transceiver.kind == "video" else None,
             reorder_wait_max_s=self._settings.reorder_wait_max_s,
+            packet_sink=slot.forward,
         )
         tap.on_keyframe_wanted(slot.request_keyframe)
         codec = negotiated_codec(transceiver)
@@ -272,9 +273,11 @@ class ViewerPeer(Peer):
             transceiver.setCodecPreferences(codec_preferences(media.kind, (chosen,)))
             hook_sender(
                 transceiver.sender,
+                track,
                 self._keyframe_requester(track),
                 self._counters,
                 on_bitrate_estimate=self._estimate_recorder(track),
+                playout_delay_ms=self._settings.viewer_playout_delay_ms,
             )
             self.tracks[media.kind] = track
         answer = await self._negotiate(offer, description)

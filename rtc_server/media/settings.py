@@ -58,12 +58,14 @@ class MediaSettings:
     keyframe_min_interval_s: float = 0.5
     # Preference order of video codecs offered to publishers and viewers.
     video_codecs: tuple[str, ...] = ("VP8", "H264")
-    # Bounded per-viewer queues, in frames: a slow viewer drops the oldest, never adds delay. The video
-    # queue must hold the burst a publisher's receiver releases when a retransmission fills a gap
-    # (up to reorder_wait_max_s of frames at once); what marks a viewer as slow is the age spread.
-    viewer_video_queue: int = 64
+    # Bounded per-viewer queues, in RTP packets: a viewer whose sender stops draining (a starved loop,
+    # a stuck transport) loses what is stale, video restarting on a keyframe, and never adds delay.
+    viewer_video_queue: int = 1024
     viewer_max_queue_delay_s: float = 0.5
-    viewer_audio_queue: int = 16
+    viewer_audio_queue: int = 64
+    # (min, max) playout delay in ms asked of viewers that support the playout-delay RTP header
+    # extension (browsers): caps the video a viewer holds in its jitter buffer. None: do not ask.
+    viewer_playout_delay_ms: tuple[int, int] | None = None
     # Bounded per-tap queues (recorder, analyser).
     tap_queue: int = 120
     # How long an incomplete video frame may block later frames waiting for a retransmission
@@ -100,6 +102,9 @@ class MediaSettings:
             raise ValueError("keyframe_min_interval_s must not be negative")
         if self.viewer_bitrate_floor_bps is not None and self.viewer_bitrate_floor_bps <= 0:
             raise ValueError("viewer_bitrate_floor_bps must be positive (or None)")
+        delay = self.viewer_playout_delay_ms
+        if delay is not None and not (len(delay) == 2 and 0 <= delay[0] <= delay[1] <= 40_950):
+            raise ValueError("viewer_playout_delay_ms must be (min, max) with 0 <= min <= max <= 40950")
         if min(self.viewer_video_queue, self.viewer_audio_queue, self.tap_queue) < 1:
             raise ValueError("queue sizes must be at least 1")
         if not self.video_codecs or any(c not in _KNOWN_VIDEO_CODECS for c in self.video_codecs):

@@ -64,6 +64,9 @@ class MediaCounters:
         self.remb_capped = 0
         self.tap_frames_dropped = 0
         self.peers_closed_dead = 0
+        # Packets put on the wire from the receive path (plain UDP) vs through aiortc's async sender.
+        self.packets_sent_direct = 0
+        self.packets_sent_queued = 0
         self.forward_delay = DelayHistogram()
 
     def snapshot(self, publishers: int, viewers: int) -> MediaStats:

@@ -48,15 +48,30 @@ def test_receiver_feeds_depayloaded_packets_to_a_replaceable_jitter_buffer() -> 
     assert "await self._send_rtcp_nack(" in source
 
 
-def test_sender_packs_av_packets_without_encoding_and_exposes_keyframe_and_nack_hooks() -> None:
-    nxt = inspect.getsource(RTCRtpSender._next_encoded_frame)
-    assert "payloads, timestamp = self.__encoder.pack(data)" in nxt
-    assert "if isinstance(data, Frame):" in nxt
+def test_sender_send_loop_is_replaceable_and_exposes_keyframe_and_nack_hooks() -> None:
+    send = inspect.getsource(RTCRtpSender.send)
+    # Looked up on the instance, so hook_sender's per-sender _run_rtp takes its place.
+    assert "asyncio.ensure_future(self._run_rtp(parameters.codecs[0]))" in send
+    assert "self.__mid = parameters.muxId" in send
+    run = inspect.getsource(RTCRtpSender._run_rtp)
+    # What forward_packets mirrors: history for NACKs, extensions, SR counters, the stop() events.
+    for line in (
+        "self.__rtp_started.set()",
+        "self.__rtp_history[packet.sequence_number % RTP_HISTORY_SIZE] = (",
+        "packet.extensions.abs_send_time = (",
+        "packet.extensions.mid = self.__mid",
+        "packet_bytes = packet.serialize(self.__rtp_header_extensions_map)",
+        "await self.transport._send_rtp(packet_bytes)",
+        "self.__ntp_timestamp = clock.current_ntp_time()",
+        "self.__octet_count += len(payload)",
+        "self.__packet_count += 1",
+        "self.__rtp_exited.set()",
+    ):
+        assert line in run, line
+    retransmit = inspect.getsource(RTCRtpSender._retransmit)
+    assert "self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)" in retransmit
     rtcp = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
     assert "self._send_keyframe()" in rtcp and "await self._retransmit(seq)" in rtcp
-    run = inspect.getsource(RTCRtpSender._run_rtp)
-    assert "timestamp = uint32_add(timestamp_origin, enc_frame.timestamp)" in run
-    assert "packet.marker = (i == len(enc_frame.payloads) - 1) and 1 or 0" in run
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])

@@ -36,6 +36,8 @@ async def test_vp8_and_opus_frames_arrive_byte_identical(media: MediaService) ->
         stats = media.stats()
         assert stats.frames_forwarded >= 60 and stats.bytes_forwarded > 0
         assert stats.forward_delay_count == stats.frames_forwarded
+        # Over plain UDP every packet leaves from the receive path, none through a task per packet.
+        assert media.counters.packets_sent_direct > 60 and media.counters.packets_sent_queued == 0
         assert stats.publishers == 1 and stats.viewers == 1
         info = media.peer_info(vhandle.resource_id)
         assert info is not None and (info.session_id, info.participant_id, info.role) == (
