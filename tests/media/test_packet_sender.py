@@ -42,7 +42,9 @@ def sender_for(
 @pytest.mark.parametrize(
     "ids", [((1, MID_URI), (3, ABS_SEND_TIME_URI), (9, PLAYOUT_DELAY_URI)), ((3, ABS_SEND_TIME_URI),), ()]
 )
-async def test_hand_built_packets_parse_back_with_aiortc(ids: tuple[tuple[int, str], ...], padding: int) -> None:
+async def test_hand_built_packets_parse_back_with_aiortc(
+    ids: tuple[tuple[int, str], ...], padding: int
+) -> None:
     params = parameters(*ids)
     packets, sender = sender_for(params, (0, 120))
     out = OutPacket(b"\x10payload", 1, 65535, 0xFFFFFFF0, padding, 0.0)
