@@ -69,6 +69,8 @@ class HttpConfig:
 class MediaConfig:
     ice_servers: list[IceServer] = field(default_factory=list)
     max_peers: int = 200
+    # [min, max] ms of playout delay asked of viewers' browsers; [] asks nothing (browser default).
+    viewer_playout_delay_ms: list[int] = field(default_factory=lambda: [0, 0])
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,11 @@ def validate(config: Config) -> None:
     for i, origin in enumerate(config.http.cors_origins):
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise ConfigError(f"http.cors_origins[{i}]", f"not an origin: {origin!r}")
+    delay = config.media.viewer_playout_delay_ms
+    if delay and not (len(delay) == 2 and 0 <= delay[0] <= delay[1] <= 40_950):
+        raise ConfigError(
+            "media.viewer_playout_delay_ms", "must be [] or [min, max] with 0 <= min <= max <= 40950"
+        )
     if config.server.public_url and not config.server.public_url.startswith(("http://", "https://")):
         raise ConfigError("server.public_url", "must start with http:// or https://")
     _validate_signing(config)

@@ -49,7 +49,12 @@ def media_settings(config: Config) -> MediaSettings:
         IceServer(urls=tuple(s.urls), username=s.username or None, credential=s.credential or None)
         for s in config.media.ice_servers
     )
-    return MediaSettings(ice_servers=servers, max_peers=config.media.max_peers)
+    delay = config.media.viewer_playout_delay_ms
+    return MediaSettings(
+        ice_servers=servers,
+        max_peers=config.media.max_peers,
+        viewer_playout_delay_ms=(delay[0], delay[1]) if delay else None,
+    )
 
 
 @contextlib.asynccontextmanager

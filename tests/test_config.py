@@ -10,6 +10,7 @@ import pytest
 
 from rtc_server.cli import main
 from rtc_server.config import ConfigError, load_config
+from rtc_server.services import media_settings
 
 
 def test_defaults_match_the_contract() -> None:
@@ -40,6 +41,15 @@ def test_environment_overrides() -> None:
     assert config.media.ice_servers[0].credential == "p"
 
 
+def test_playout_delay_reaches_the_media_settings() -> None:
+    assert media_settings(load_config(env={})).viewer_playout_delay_ms == (0, 0)
+    config = load_config(env={"RTC_MEDIA__VIEWER_PLAYOUT_DELAY_MS": "[20, 400]"})
+    assert media_settings(config).viewer_playout_delay_ms == (20, 400)
+    # An empty list asks the browser for nothing: it keeps its own smoothing.
+    config = load_config(env={"RTC_MEDIA__VIEWER_PLAYOUT_DELAY_MS": "[]"})
+    assert media_settings(config).viewer_playout_delay_ms is None
+
+
 def test_flags_override_environment() -> None:
     config = load_config(env={"RTC_SERVER__PORT": "9000"}, overrides={"server": {"port": 9100}})
     assert config.server.port == 9100
@@ -58,6 +68,9 @@ def test_flags_override_environment() -> None:
         ({"RTC_MEDIA__ICE_SERVERS": '[{"url": "stun:x"}]'}, "media.ice_servers[0].url"),
         ({"RTC_HTTP__CORS_ORIGINS": '"https://a"'}, "http.cors_origins"),
         ({"RTC_LOG__LEVEL": "loud"}, "log.level"),
+        ({"RTC_MEDIA__VIEWER_PLAYOUT_DELAY_MS": "[100, 50]"}, "media.viewer_playout_delay_ms"),
+        ({"RTC_MEDIA__VIEWER_PLAYOUT_DELAY_MS": "[0]"}, "media.viewer_playout_delay_ms"),
+        ({"RTC_MEDIA__VIEWER_PLAYOUT_DELAY_MS": "[0, 50000]"}, "media.viewer_playout_delay_ms"),
     ],
 )
 def test_invalid_values_name_the_key(env: dict[str, str], key: str) -> None:

@@ -112,6 +112,8 @@ async def test_officer_and_staff_see_and_hear_each_other(
 
         await assert_officer_receives(officer, staff_id)
         await assert_phone_receives(phone)
+        # The phone sends temporal layers, so a lost packet on its network stalls one frame only.
+        await until("the phone to report its layers", lambda: _scalability(phone, "L1T3"))
         await officer.locator("#session-state").get_by_text("Live").wait_for()
         # The granted location reached the audit trail, and the officer's timeline as it happened.
         await officer.locator("#timeline li[data-type='participant.location']").wait_for()
@@ -173,6 +175,10 @@ async def test_officer_and_staff_see_and_hear_each_other(
 
 async def _publishing(page: Page) -> bool:
     return bool((await phone_state(page))["publishing"])
+
+
+async def _scalability(page: Page, mode: str) -> bool:
+    return (await phone_state(page))["videoScalability"] == mode
 
 
 async def _readout(page: Page, participant_id: str) -> bool:

@@ -227,6 +227,13 @@ function finish(titleKey, bodyKey) {
 async function snapshot() {
   const tile = state.remoteTile;
   const s = tile && tile.pc ? await tile.refreshStats() : null;
+  const pub = state.call && state.call.publisher;
+  let videoScalability = null;
+  if (pub) {
+    (await pub.pc.getStats()).forEach((r) => {
+      if (r.type === 'outbound-rtp' && r.kind === 'video') videoScalability = r.scalabilityMode || null;
+    });
+  }
   return {
     participantId: state.me && state.me.participant_id,
     joinClickedAt: state.joinClickedAt,
@@ -235,6 +242,7 @@ async function snapshot() {
     publishing: Boolean(state.call && state.call.publisher && state.call.publisher.pc.connectionState === 'connected'),
     locationSent: state.locationSent,
     facing: state.facing,
+    videoScalability,
     remote: tile ? { videoWidth: tile.video.videoWidth, framesDecoded: s ? s.framesDecoded : 0, audioBytes: s ? s.audioBytes : 0 } : null,
   };
 }
