@@ -74,7 +74,7 @@ window.start = async (url, token, maxKbps) => {
   const tr = pc.addTransceiver(track, {direction: 'sendonly',
     sendEncodings: [{maxBitrate: maxKbps * 1000, maxFramerate: 30, scalabilityMode: 'L1T3'}]});
   tr.setCodecPreferences(
-    RTCRtpSender.getCapabilities('video').codecs.filter(c => /VP8|rtx/.test(c.mimeType)));
+    RTCRtpSender.getCapabilities('video').codecs.filter(c => /VP8|rtx|red|ulpfec/.test(c.mimeType)));
   await negotiate(pc, url, token);
 };
 window.sent = async () => {

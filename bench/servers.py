@@ -71,6 +71,8 @@ def _spawn(argv: list[str], env: dict[str, str], timeout: float = 60.0) -> Runni
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
     env.update(extra or {})
+    # RTC_* settings in the bench's own environment reach the server under test (A/B runs).
+    env.update({k: v for k, v in os.environ.items() if k.startswith("RTC_") and k != "RTC_LOG__LEVEL"})
     return env
 
 
@@ -198,6 +200,9 @@ REQUIRED_METRICS = (
     "rtc_abandoned_frames",
     "rtc_dropped_frames",
     "rtc_keyframe_waits",
+    "rtc_fec_packets",
+    "rtc_fec_recovered_packets",
+    "rtc_sequence_holes_skipped",
 )
 
 

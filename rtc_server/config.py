@@ -71,6 +71,8 @@ class MediaConfig:
     max_peers: int = 200
     # [min, max] ms of playout delay asked of viewers' browsers; [] asks nothing (browser default).
     viewer_playout_delay_ms: list[int] = field(default_factory=lambda: [0, 0])
+    # Ask browser publishers for RED/ULPFEC parity with VP8 (repairs uplink loss without a round trip).
+    publisher_fec: bool = False
 
 
 @dataclass(frozen=True)

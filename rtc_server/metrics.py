@@ -78,6 +78,18 @@ class _MediaCollector(Collector):
                 "Publisher frames given up on (a packet never arrived): the stream resumed on a keyframe",
                 s.frames_abandoned,
             ),
+            ("rtc_red_packets", "Publisher packets received inside RED (FEC negotiated)", s.red_packets),
+            ("rtc_fec_packets", "ULPFEC parity packets received from publishers", s.fec_packets),
+            (
+                "rtc_fec_recovered_packets",
+                "Lost publisher packets rebuilt from ULPFEC instead of waiting for a retransmission",
+                s.fec_recovered,
+            ),
+            (
+                "rtc_sequence_holes_skipped",
+                "Gaps in a publisher's numbering that held no picture (lost parity), stepped over",
+                s.holes_skipped,
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         delay = HistogramMetricFamily(

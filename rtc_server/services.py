@@ -54,6 +54,7 @@ def media_settings(config: Config) -> MediaSettings:
         ice_servers=servers,
         max_peers=config.media.max_peers,
         viewer_playout_delay_ms=(delay[0], delay[1]) if delay else None,
+        publisher_fec=config.media.publisher_fec,
     )
 
 

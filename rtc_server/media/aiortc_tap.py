@@ -11,6 +11,9 @@ aiortc decodes all it receives and encodes all it sends. The pass-through path u
   ForwardTrack renumbered them, and keeps aiortc's RTP history and Sender Report counters up to
   date. PLI/FIR from a viewer call `sender._send_keyframe()` and NACKs call `sender._retransmit(seq)`
   (answered from that history, over RTX when negotiated); both are hooked here.
+* FEC: aiortc knows neither red nor ulpfec. They are added to its video codec list (offered only to
+  publishers, see `codec_preferences`), and the DTLS transport's RtpPacket keeps the decrypted
+  datagram as `packet.raw`, which ULPFEC recovery XORs over (see fec.py).
 * ICE: aioice's `get_host_addresses` never returns 127.0.0.1; `loopback_candidates()` adds it for
   the gathering done inside the context, nowhere else.
 """
@@ -31,8 +34,10 @@ from typing import Any
 import aioice.ice
 import aiortc
 import aiortc.codecs
+import aiortc.rtcdtlstransport
 from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc.codecs.vpx import vp8_depayload as depayload_vp8
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import (
@@ -45,6 +50,7 @@ from aiortc.rtcrtpsender import RTP_HISTORY_SIZE
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     AnyRtcpPacket,
+    HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtpPacket,
     pack_remb_fci,
@@ -53,8 +59,9 @@ from aiortc.rtp import (
 
 from .assembler import AudioAssembler, VideoAssembler
 from .errors import UnsupportedAiortc
+from .fec import UlpfecReceiver
 from .forwarding import ForwardTrack, OutPacket
-from .frames import H264
+from .frames import H264, VP8
 from .stats import MediaCounters
 
 logger = logging.getLogger(__name__)
@@ -76,6 +83,7 @@ def check_aiortc_version(version: str | None = None) -> None:
 check_aiortc_version()
 
 _JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+_NACK_GENERATOR_ATTR = "_RTCRtpReceiver__nack_generator"
 _RECEIVER_KIND_ATTR = "_RTCRtpReceiver__kind"
 _DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
 _DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
@@ -88,6 +96,32 @@ if not any(ext.uri == PLAYOUT_DELAY_URI for ext in aiortc.codecs.HEADER_EXTENSIO
     aiortc.codecs.HEADER_EXTENSIONS["video"].append(
         RTCRtpHeaderExtensionParameters(id=6, uri=PLAYOUT_DELAY_URI)
     )
+RED = "red"
+ULPFEC = "ulpfec"
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+_FEC_CODECS = (
+    RTCRtpCodecParameters(mimeType="video/red", clockRate=90000, payloadType=123),
+    RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=124, parameters={"apt": 123}),
+    RTCRtpCodecParameters(mimeType="video/ulpfec", clockRate=90000, payloadType=125),
+)
+if not any(c.name.lower() == RED for c in aiortc.codecs.CODECS["video"]):
+    aiortc.codecs.CODECS["video"].extend(_FEC_CODECS)
+
+
+class _RtpPacketWithRaw(RtpPacket):
+    """RtpPacket that remembers the datagram it was parsed from (ULPFEC recovery needs the bytes)."""
+
+    raw: bytes
+
+    @classmethod
+    def parse(cls, data: bytes, extensions_map: HeaderExtensionsMap = HeaderExtensionsMap()) -> RtpPacket:  # noqa: B008 - aiortc's signature
+        packet = super().parse(data, extensions_map)
+        packet.raw = data  # type: ignore[attr-defined]
+        return packet
+
+
+aiortc.rtcdtlstransport.RtpPacket = _RtpPacketWithRaw  # type: ignore[misc]
+
 # RTCRtpSender's private state that its replaced send loop used to maintain.
 _SENDER = "_RTCRtpSender__"
 _SENDER_ATTRS = (
@@ -136,8 +170,12 @@ def ice_connection(transceiver: RTCRtpTransceiver) -> Any:
 # --- codecs -----------------------------------------------------------------------------------------
 
 
-def codec_preferences(kind: str, names: tuple[str, ...]) -> list[RTCRtpCodecCapability]:
-    """Capabilities in the given preference order (H.264: constrained baseline, packetization-mode 1)."""
+def codec_preferences(kind: str, names: tuple[str, ...], fec: bool = False) -> list[RTCRtpCodecCapability]:
+    """Capabilities in the given preference order (H.264: constrained baseline, packetization-mode 1).
+
+    fec adds red and ulpfec after VP8, for a publisher: VP8's picture IDs let a receiver tell a lost
+    parity packet from a lost picture, which H.264 cannot (browsers send no ULPFEC with it either).
+    """
     capabilities = RTCRtpSender.getCapabilities(kind).codecs
     chosen: list[RTCRtpCodecCapability] = []
     for name in names:
@@ -147,6 +185,8 @@ def codec_preferences(kind: str, names: tuple[str, ...]) -> list[RTCRtpCodecCapa
             if cap.name == H264 and dict(cap.parameters) != H264_FMTP:
                 continue
             chosen.append(cap)
+    if fec and any(c.name == VP8 for c in chosen):
+        chosen += [c for c in capabilities if c.name.lower() in (RED, ULPFEC)]
     rtx = [c for c in capabilities if c.name.lower() == "rtx"]
     return chosen + rtx
 
@@ -174,9 +214,25 @@ def offered_codec(offered: list[Any], names: tuple[str, ...]) -> str | None:
 def negotiated_codec(transceiver: RTCRtpTransceiver) -> tuple[str, int] | None:
     """Name and clock rate of the codec aiortc will send/receive first on this transceiver."""
     for codec in getattr(transceiver, "_codecs", []):
-        if codec.name.lower() != "rtx":
+        if codec.name.lower() not in ("rtx", RED, ULPFEC):
             return codec.name, codec.clockRate
     return None
+
+
+def ulpfec_receiver(transceiver: RTCRtpTransceiver) -> UlpfecReceiver | None:
+    """A RED/ULPFEC unwrapper for a publisher's transceiver that negotiated both; else None."""
+    codecs = {c.name.lower(): c.payloadType for c in getattr(transceiver, "_codecs", [])}
+    red, ulpfec, media = codecs.get(RED), codecs.get(ULPFEC), codecs.get(VP8.lower())
+    if red is None or ulpfec is None or media is None:
+        return None
+    mutable = frozenset(
+        ext.id
+        for ext in getattr(transceiver, "_headerExtensions", [])
+        if ext.uri in (ABS_SEND_TIME_URI, TRANSPORT_CC_URI, "urn:ietf:params:rtp-hdrext:toffset")
+    )
+    extensions = HeaderExtensionsMap()
+    extensions.configure(aiortc.RTCRtpParameters(headerExtensions=list(transceiver._headerExtensions)))
+    return UlpfecReceiver(red, ulpfec, media, extensions, mutable)
 
 
 # --- receive side -----------------------------------------------------------------------------------
@@ -199,8 +255,10 @@ class ReceiverTap:
         nack_retry_interval_s: float,
         reorder_wait_max_s: float | None = None,
         packet_sink: PacketSink | None = None,
+        fec: UlpfecReceiver | None = None,
     ) -> None:
         self._receiver = receiver
+        self._fec = fec
         # Every packet as it arrives (viewers); `sink` gets whole frames in order (recorder, analyser).
         self._packet_sink = packet_sink
         self.codec = codec
@@ -244,6 +302,32 @@ class ReceiverTap:
 
     def add(self, packet: Any) -> tuple[bool, None]:
         """JitterBuffer.add's contract: (pli_flag, frame). Keyframe requests go through the slot instead."""
+        fec = self._fec
+        if fec is not None and packet.payload_type == fec.red_pt:
+            self._counters.red_packets += 1
+            recovered_before = fec.recovered
+            parity_before = fec.parity_packets
+            unwrapped = fec.receive(packet)
+            self._counters.fec_packets += fec.parity_packets - parity_before
+            if fec.recovered != recovered_before:
+                self._counters.fec_recovered += fec.recovered - recovered_before
+                nack = getattr(self._receiver, _NACK_GENERATOR_ATTR, None)
+                for rebuilt in unwrapped[len(unwrapped) - (fec.recovered - recovered_before) :]:
+                    # Rebuilt: stop asking the publisher for it, and do not take the time it took
+                    # for a round trip (the reorder wait would shrink below what a retry needs).
+                    if nack is not None:
+                        nack.missing.discard(rebuilt.sequence_number)
+                    self._nacked.pop(rebuilt.sequence_number, None)
+            for inner in unwrapped:
+                try:
+                    inner._data = depayload_vp8(inner.payload) if inner.payload else b""
+                except ValueError:
+                    continue
+                self._add(inner)
+            return False, None
+        return self._add(packet)
+
+    def _add(self, packet: Any) -> tuple[bool, None]:
         now = time.monotonic()
         self.packets += 1
         if packet.ssrc != self._ssrc:
@@ -260,9 +344,13 @@ class ReceiverTap:
                 self._rtt_sample(now - asked)
         assembler = self._assembler
         frames, want_keyframe = assembler.add(packet, now, time.time())
-        if isinstance(assembler, VideoAssembler) and assembler.new_gap:
-            assembler.new_gap = False
-            self._gap.set()
+        if isinstance(assembler, VideoAssembler):
+            if assembler.new_gap:
+                assembler.new_gap = False
+                self._gap.set()
+            if assembler.holes_skipped:
+                self._counters.holes_skipped += assembler.holes_skipped
+                assembler.holes_skipped = 0
         for frame in frames:
             self._sink(frame)
         if want_keyframe:
@@ -358,6 +446,7 @@ def install_receiver_tap(
         nack_retry_interval_s,
         reorder_wait_max_s,
         packet_sink,
+        ulpfec_receiver(transceiver) if codec[0] == VP8 else None,
     )
     setattr(receiver, _JITTER_BUFFER_ATTR, tap)
 

@@ -14,12 +14,22 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .frames import H264, VP8, EncodedFrame, h264_payload_starts_keyframe, is_keyframe
+from .frames import (
+    H264,
+    VP8,
+    EncodedFrame,
+    h264_payload_starts_keyframe,
+    is_keyframe,
+    vp8_payload_starts_frame,
+    vp8_picture_id,
+)
 
 # More buffered packets than this means something is badly wrong (a huge gap): start over.
 MAX_PENDING_PACKETS = 1024
 # A packet this far behind what was already released is not late: the sender restarted its numbering.
 MAX_MISORDER = 1000
+# Longest run of missing sequence numbers checked for holding no picture (parity packets are few).
+MAX_HOLE = 16
 
 
 class RtpLike(Protocol):
@@ -88,6 +98,10 @@ class VideoAssembler:
         # Set when a packet arrives beyond a hole in the sequence; the owner resets it.
         self.new_gap = False
         self.frames_abandoned = 0
+        # VP8 picture ID of the last frame released: a hole before the next picture ID held no
+        # picture (a lost FEC packet shares the sequence space) and is stepped over, not waited for.
+        self._last_picture: tuple[int, int] | None = None
+        self.holes_skipped = 0
 
     @property
     def synchronised(self) -> bool:
@@ -141,6 +155,7 @@ class VideoAssembler:
         self._stalled_since = None
         self._highest = None
         self.new_gap = False
+        self._last_picture = None
 
     def missing(self, limit: int = 64) -> list[int]:
         """Sequence numbers still needed to release the next frame(s), oldest first."""
@@ -172,7 +187,12 @@ class VideoAssembler:
                 first = packets.get(start)
             self._expected = start
             if first is None:
-                return out
+                after = self._next_picture_after_hole(start)
+                if after is None:
+                    return out
+                self.holes_skipped += 1
+                self._expected = start = after
+                first = packets[start]
             timestamp = first.timestamp
             end = start
             pkt: RtpLike | None = first
@@ -187,6 +207,27 @@ class VideoAssembler:
                 return out
             out.append(self._pop_frame(start, end, timestamp, now, wallclock))
             self._expected = (end + 1) & 0xFFFF
+
+    def _next_picture_after_hole(self, start: int) -> int | None:
+        """The sequence number the next picture starts at, if the hole at `start` provably held no
+        picture: the first packet after it opens the picture that follows the last one released."""
+        last, highest = self._last_picture, self._highest
+        if last is None or highest is None or not _seq_after(highest, start):
+            return None
+        packets = self._packets
+        seq = start
+        for _ in range(min(MAX_HOLE, (highest - start) & 0xFFFF)):
+            seq = (seq + 1) & 0xFFFF
+            packet = packets.get(seq)
+            if packet is None:
+                continue
+            if not vp8_payload_starts_frame(packet.payload):
+                return None
+            picture = vp8_picture_id(packet.payload)
+            if picture is None or picture[1] != last[1] or picture[0] != (last[0] + 1) % last[1]:
+                return None
+            return seq
+        return None
 
     def _try_sync(self, marker_packet: RtpLike, now: float, wallclock: float) -> EncodedFrame | None:
         """Start (or restart) on a keyframe whose last packet just arrived."""
@@ -221,6 +262,7 @@ class VideoAssembler:
     def _pop_frame(self, start: int, end: int, timestamp: int, now: float, wallclock: float) -> EncodedFrame:
         packets = self._packets
         parts: list[bytes] = []
+        first_payload = packets[start].payload
         seq = start
         while True:
             parts.append(packets.pop(seq)._data)
@@ -228,6 +270,8 @@ class VideoAssembler:
                 break
             seq = (seq + 1) & 0xFFFF
         data = b"".join(parts)
+        if self.codec == VP8:
+            self._last_picture = vp8_picture_id(first_payload)
         return EncodedFrame(
             data, timestamp, is_keyframe(self.codec, data), self.codec, self.clock_rate, now, wallclock
         )

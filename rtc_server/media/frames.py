@@ -41,6 +41,17 @@ def vp8_payload_starts_frame(payload: bytes) -> bool:
     return bool(payload) and (payload[0] & 0x1F) == 0x10
 
 
+def vp8_picture_id(payload: bytes) -> tuple[int, int] | None:
+    """(picture ID, modulus) from a VP8 payload descriptor (RFC 7741 4.2); None if it carries none."""
+    if len(payload) < 3 or not payload[0] & 0x80 or not payload[1] & 0x80:
+        return None
+    if payload[2] & 0x80:
+        if len(payload) < 4:
+            return None
+        return ((payload[2] & 0x7F) << 8) | payload[3], 0x8000
+    return payload[2] & 0x7F, 0x80
+
+
 def h264_payload_starts_keyframe(payload: bytes) -> bool:
     """True if this RTP payload opens an IDR picture or its parameter sets (SPS first, as browsers do)."""
     if not payload:

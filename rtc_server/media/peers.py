@@ -199,7 +199,10 @@ class PublisherPeer(Peer):
             if chosen is None:
                 raise InvalidSdp(f"the {media.kind} section offers none of {', '.join(names)}")
             transceiver = self.pc.addTransceiver(media.kind, direction="recvonly")
-            transceiver.setCodecPreferences(codec_preferences(media.kind, (chosen,)))
+            # Video from a browser comes with ULPFEC when it can (VP8): see media/fec.py.
+            transceiver.setCodecPreferences(
+                codec_preferences(media.kind, (chosen,), fec=self._settings.publisher_fec)
+            )
         answer = await self._negotiate(offer, description)
         for transceiver in self.pc.getTransceivers():
             self._tap(transceiver, slot_for(transceiver.kind))

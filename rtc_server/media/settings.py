@@ -58,6 +58,10 @@ class MediaSettings:
     keyframe_min_interval_s: float = 0.5
     # Preference order of video codecs offered to publishers and viewers.
     video_codecs: tuple[str, ...] = ("VP8", "H264")
+    # Offer browser publishers RED/ULPFEC with VP8 (see fec.py): a packet lost on the uplink is rebuilt
+    # from parity instead of waiting a round trip. Off by default: Chromium then spends so much of its
+    # bitrate on parity that 4G frame rates halved in bench/ (see bench/README.md).
+    publisher_fec: bool = False
     # Bounded per-viewer queues, in RTP packets: a viewer whose sender stops draining (a starved loop,
     # a stuck transport) loses what is stale, video restarting on a keyframe, and never adds delay.
     viewer_video_queue: int = 1024

@@ -64,6 +64,12 @@ class MediaCounters:
         self.remb_capped = 0
         self.tap_frames_dropped = 0
         self.peers_closed_dead = 0
+        # ULPFEC from browser publishers: parity packets received, media packets rebuilt from them.
+        self.red_packets = 0
+        self.fec_packets = 0
+        self.fec_recovered = 0
+        # Gaps in a publisher's sequence numbers that VP8 picture IDs showed to hold no picture.
+        self.holes_skipped = 0
         # Packets put on the wire from the receive path (plain UDP) vs through aiortc's async sender.
         self.packets_sent_direct = 0
         self.packets_sent_queued = 0
@@ -90,6 +96,10 @@ class MediaCounters:
             remb_capped=self.remb_capped,
             tap_frames_dropped=self.tap_frames_dropped,
             peers_closed_dead=self.peers_closed_dead,
+            red_packets=self.red_packets,
+            fec_packets=self.fec_packets,
+            fec_recovered=self.fec_recovered,
+            holes_skipped=self.holes_skipped,
             forward_delay_buckets=tuple(zip(DELAY_BUCKETS_S, _cumulative(h.counts), strict=False)),
             forward_delay_count=h.count,
             forward_delay_sum_s=h.sum,
@@ -134,6 +144,10 @@ class MediaStats:
     remb_capped: int
     tap_frames_dropped: int
     peers_closed_dead: int
+    red_packets: int = 0
+    fec_packets: int = 0
+    fec_recovered: int = 0
+    holes_skipped: int = 0
     forward_delay_buckets: tuple[tuple[float, int], ...] = field(default=())
     forward_delay_count: int = 0
     forward_delay_sum_s: float = 0.0

@@ -47,6 +47,12 @@ rtc_nacks_sent_total 0.0
 rtc_nacks_received_total 0.0
 rtc_keyframe_requests_total 1.0
 rtc_viewer_plis_total 0.0
+rtc_abandoned_frames_total 0.0
+rtc_dropped_frames_total 0.0
+rtc_keyframe_waits_total 0.0
+rtc_fec_packets_total 0.0
+rtc_fec_recovered_packets_total 0.0
+rtc_sequence_holes_skipped_total 0.0
 """
 
 

@@ -194,3 +194,42 @@ def test_renumbered_stream_resynchronises_instead_of_dropping_everything_as_late
     out2, _ = audio.add(Pkt(5, 960, 0, b"b", b"b"), 0.0, 0.0)
     assert [f.data for f in out2] == [b"b"]
     assert audio.add(Pkt(4, 0, 0, b"c", b"c"), 0.0, 0.0)[0] == []
+
+
+def vp8_picture(seq: int, ts: int, picture_id: int, body: bytes, parts: int = 2) -> list[Pkt]:
+    """As vp8_frame, with the 15-bit picture ID browsers put in every packet's descriptor."""
+    out = vp8_frame(seq, ts, body, parts)
+    for p in out:
+        p.payload = (
+            bytes([p.payload[0] | 0x80, 0x80, 0x80 | picture_id >> 8, picture_id & 0xFF]) + p.payload[1:]
+        )
+    return out
+
+
+def test_a_hole_between_consecutive_pictures_is_stepped_over_at_once() -> None:
+    # A lost FEC packet leaves a gap in the numbering that held no picture: waiting for it would
+    # stall every viewer and the recorder until the reorder wait gave up and asked for a keyframe.
+    asm = VideoAssembler("VP8", reorder_wait_s=10.0)
+    key = VP8_KEY + b"k" * 30
+    feed(asm, vp8_picture(100, 0, 0x7FFF, key))
+    delta = VP8_DELTA + b"d" * 30
+    out, pli = feed(asm, vp8_picture(103, 3000, 0, delta))  # 102 missing; picture ID wraps to 0
+    assert out == [delta] and not pli and asm.missing() == []
+    # A hole before a picture that is not the next one may have held a whole picture: wait for it.
+    out, _ = feed(asm, vp8_picture(106, 6000, 2, delta))  # 105 missing, picture 1 unseen
+    assert out == [] and asm.missing() == [105]
+    out, _ = feed(asm, vp8_picture(105, 4500, 1, delta, parts=1))
+    assert out == [delta, delta]
+    # The hole at 108 is stepped over; one inside picture 3 is a lost packet of it, waited for.
+    pictures = vp8_picture(109, 9000, 3, delta, parts=3)
+    out, _ = feed(asm, [pictures[0], pictures[2]])
+    assert out == [] and asm.missing() == [110]
+    out, _ = feed(asm, [pictures[1]])
+    assert out == [delta]
+
+
+def test_pictures_without_ids_never_skip_a_hole() -> None:
+    asm = VideoAssembler("VP8", reorder_wait_s=10.0)
+    feed(asm, vp8_frame(100, 0, VP8_KEY + b"k" * 30))
+    out, _ = feed(asm, vp8_frame(104, 3000, VP8_DELTA + b"d" * 30))
+    assert out == [] and asm.missing() == [103]

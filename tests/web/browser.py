@@ -70,10 +70,14 @@ def free_port() -> int:
         return port
 
 
-async def start_site(aiohttp_server: ServerFactory, data_dir: Path) -> Site:
+async def start_site(
+    aiohttp_server: ServerFactory, data_dir: Path, media: dict[str, Any] | None = None
+) -> Site:
     port = free_port()
     # Invite links must point at this very server: the test follows them like a phone would.
-    config = make_config(data_dir, server={"public_url": f"http://127.0.0.1:{port}", "port": port})
+    config = make_config(
+        data_dir, server={"public_url": f"http://127.0.0.1:{port}", "port": port}, media=media or {}
+    )
     app = create_app(config)
     server = await aiohttp_server(app, host="127.0.0.1", port=port)
     await app[SERVICES].accounts.add_user(OFFICER, PASSWORD, Role.OFFICER)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, WebSocketRoute
 
+from rtc_server.appkeys import SERVICES
 from tests.web.browser import (
     DESKTOP,
     PHONE,
@@ -84,7 +85,8 @@ async def assert_phone_receives(page: Page) -> dict[str, Any]:
 async def test_officer_and_staff_see_and_hear_each_other(
     aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:
-    site = await start_site(aiohttp_server, tmp_path / "data")
+    # FEC on (it is off by default): the phone's video then arrives wrapped in RED and must still play.
+    site = await start_site(aiohttp_server, tmp_path / "data", media={"publisher_fec": True})
     async with chromium() as browser:
         officer_context, officer = await new_page(browser, DESKTOP)
         await officer_login(officer, site)
@@ -114,6 +116,9 @@ async def test_officer_and_staff_see_and_hear_each_other(
         await assert_phone_receives(phone)
         # The phone sends temporal layers, so a lost packet on its network stalls one frame only.
         await until("the phone to report its layers", lambda: _scalability(phone, "L1T3"))
+        # ...wrapped in RED with ULPFEC offered: the officer's picture above came through the unwrap.
+        assert (await phone_state(phone))["videoFec"] is True
+        assert site.app[SERVICES].media.counters.red_packets > 100
         await officer.locator("#session-state").get_by_text("Live").wait_for()
         # The granted location reached the audit trail, and the officer's timeline as it happened.
         await officer.locator("#timeline li[data-type='participant.location']").wait_for()
