@@ -203,6 +203,8 @@ REQUIRED_METRICS = (
     "rtc_fec_packets",
     "rtc_fec_recovered_packets",
     "rtc_sequence_holes_skipped",
+    "rtc_transport_feedback_packets",
+    "rtc_publisher_remb_capped",
 )
 
 

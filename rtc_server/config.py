@@ -73,6 +73,8 @@ class MediaConfig:
     viewer_playout_delay_ms: list[int] = field(default_factory=lambda: [0, 0])
     # Ask browser publishers for RED/ULPFEC parity with VP8 (repairs uplink loss without a round trip).
     publisher_fec: bool = False
+    # Answer browser publishers' transport-cc: their own bandwidth estimator runs on our feedback.
+    publisher_transport_cc: bool = True
 
 
 @dataclass(frozen=True)

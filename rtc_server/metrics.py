@@ -78,6 +78,16 @@ class _MediaCollector(Collector):
                 "Publisher frames given up on (a packet never arrived): the stream resumed on a keyframe",
                 s.frames_abandoned,
             ),
+            (
+                "rtc_publisher_remb_capped",
+                "Bitrate estimates sent to a publisher lowered to its weakest viewer's",
+                s.remb_capped,
+            ),
+            (
+                "rtc_transport_feedback_packets",
+                "Transport-cc feedback packets sent to publishers (their own bandwidth estimation)",
+                s.transport_feedbacks,
+            ),
             ("rtc_red_packets", "Publisher packets received inside RED (FEC negotiated)", s.red_packets),
             ("rtc_fec_packets", "ULPFEC parity packets received from publishers", s.fec_packets),
             (

@@ -55,6 +55,7 @@ def media_settings(config: Config) -> MediaSettings:
         max_peers=config.media.max_peers,
         viewer_playout_delay_ms=(delay[0], delay[1]) if delay else None,
         publisher_fec=config.media.publisher_fec,
+        publisher_transport_cc=config.media.publisher_transport_cc,
     )
 
 

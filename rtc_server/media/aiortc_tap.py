@@ -41,6 +41,7 @@ from aiortc.codecs.vpx import vp8_depayload as depayload_vp8
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
     RTCRtpCodecCapability,
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
@@ -63,6 +64,7 @@ from .fec import UlpfecReceiver
 from .forwarding import ForwardTrack, OutPacket
 from .frames import H264, VP8
 from .stats import MediaCounters
+from .twcc import TransportFeedback
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ check_aiortc_version()
 
 _JITTER_BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _NACK_GENERATOR_ATTR = "_RTCRtpReceiver__nack_generator"
+_RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
 _RECEIVER_KIND_ATTR = "_RTCRtpReceiver__kind"
 _DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
 _DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
@@ -219,6 +222,45 @@ def negotiated_codec(transceiver: RTCRtpTransceiver) -> tuple[str, int] | None:
     return None
 
 
+def accept_transport_cc(transceiver: RTCRtpTransceiver, offered: list[Any]) -> bool:
+    """Answer a publisher's offered transport-cc (call between setRemoteDescription and createAnswer):
+    aiortc lists neither the extension nor the feedback type, so it would answer without them."""
+    ext = next((e for e in offered if e.uri == TRANSPORT_CC_URI), None)
+    if ext is None:
+        return False
+    if not any(e.uri == TRANSPORT_CC_URI for e in transceiver._headerExtensions):
+        transceiver._headerExtensions.append(RTCRtpHeaderExtensionParameters(id=ext.id, uri=ext.uri))
+    for codec in transceiver._codecs:
+        if codec.name.lower() in ("rtx", RED, ULPFEC):
+            continue
+        if not any(fb.type == "transport-cc" for fb in codec.rtcpFeedback):
+            codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
+    return True
+
+
+def _install_transport_feedback(receiver: RTCRtpReceiver, counters: MediaCounters) -> TransportFeedback:
+    """Feed every packet's transport-wide number (RTX and padding included, before aiortc drops
+    padding) to a TransportFeedback that reports to the publisher over this receiver's RTCP."""
+
+    async def send(data: bytes) -> None:
+        counters.transport_feedbacks += 1
+        # aiortc only calls bytes() on what it is given.
+        await receiver._send_rtcp(data)  # type: ignore[arg-type]
+
+    feedback = TransportFeedback(send, lambda: getattr(receiver, _RTCP_SSRC_ATTR, None))
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        seq = packet.extensions.transport_sequence_number
+        if seq is not None:
+            feedback.on_packet(seq, packet.ssrc)
+        await original(packet, arrival_time_ms)
+
+    setattr(receiver, "_handle_rtp_packet", handle)  # noqa: B010 - instance override
+    feedback.start()
+    return feedback
+
+
 def ulpfec_receiver(transceiver: RTCRtpTransceiver) -> UlpfecReceiver | None:
     """A RED/ULPFEC unwrapper for a publisher's transceiver that negotiated both; else None."""
     codecs = {c.name.lower(): c.payloadType for c in getattr(transceiver, "_codecs", [])}
@@ -288,6 +330,8 @@ class ReceiverTap:
         self._nacked: dict[int, float] = {}
         self._rtt_samples: deque[float] = deque(maxlen=15)
         self.rtt_s: float | None = None
+        # Set by install_receiver_tap when the publisher negotiated transport-cc.
+        self.transport_feedback: TransportFeedback | None = None
 
     @property
     def capacity(self) -> int:
@@ -389,6 +433,8 @@ class ReceiverTap:
             self._retry_task = asyncio.create_task(self._retry_nacks(), name="media-nack-retry")
 
     async def stop(self) -> None:
+        if self.transport_feedback is not None:
+            await self.transport_feedback.stop()
         task, self._retry_task = self._retry_task, None
         if task is not None:
             task.cancel()
@@ -449,6 +495,8 @@ def install_receiver_tap(
         ulpfec_receiver(transceiver) if codec[0] == VP8 else None,
     )
     setattr(receiver, _JITTER_BUFFER_ATTR, tap)
+    if any(ext.uri == TRANSPORT_CC_URI for ext in getattr(transceiver, "_headerExtensions", [])):
+        tap.transport_feedback = _install_transport_feedback(receiver, counters)
 
     original_nack = receiver._send_rtcp_nack
 
@@ -461,14 +509,19 @@ def install_receiver_tap(
 
     if bitrate_limit is not None:
         original_send = receiver._send_rtcp
+        send_side = tap.transport_feedback is not None
 
         async def capped_send(packet: AnyRtcpPacket) -> None:
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
                 limit = bitrate_limit()
+                if send_side and limit is None:
+                    # The publisher estimates its own bandwidth from transport-cc feedback; aiortc's
+                    # receive-side guess would only cap it. Viewers' limits still go out.
+                    return
                 if limit is not None:
                     with contextlib.suppress(ValueError):
                         bitrate, ssrcs = unpack_remb_fci(packet.fci)
-                        if limit < bitrate:
+                        if limit < bitrate or send_side:
                             counters.remb_capped += 1
                             packet = RtcpPsfbPacket(
                                 fmt=RTCP_PSFB_APP,

@@ -21,6 +21,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from .aiortc_tap import (
     ReceiverTap,
+    accept_transport_cc,
     codec_preferences,
     hook_sender,
     install_receiver_tap,
@@ -115,7 +116,12 @@ class Peer:
             # "closed" without our close(): the remote hung up (DTLS close_notify) without a DELETE.
             self._on_failed(self, "connection_failed" if state == "failed" else "remote_closed")
 
-    async def _negotiate(self, offer: str, description: aiortc_sdp.SessionDescription) -> str:
+    async def _negotiate(
+        self,
+        offer: str,
+        description: aiortc_sdp.SessionDescription,
+        before_answer: Callable[[], None] | None = None,
+    ) -> str:
         ice = description.media[0].ice
         self.remote_ufrag = ice.usernameFragment if ice is not None else None
         bundle = next((g for g in description.group if g.semantic == "BUNDLE"), None)
@@ -123,6 +129,8 @@ class Peer:
         offer, mdns_candidates = split_mdns_candidates(offer)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            if before_answer is not None:
+                before_answer()
             answer = await self.pc.createAnswer()
         except InvalidSdp:
             raise
@@ -190,9 +198,11 @@ class PublisherPeer(Peer):
     ) -> None:
         super().__init__(session_id, participant_id, settings, counters, on_failed)
         self.taps: dict[str, tuple[ReceiverTap, TrackSlot]] = {}
+        self._description_media: list[aiortc_sdp.MediaDescription] = []
 
     async def start(self, offer: str, slot_for: Callable[[str], TrackSlot]) -> str:
         description = parse_offer(offer, "publisher")
+        self._description_media = description.media
         for media in description.media:
             names = AUDIO_CODECS if media.kind == "audio" else self._settings.video_codecs
             chosen = offered_codec(media.rtp.codecs, names)
@@ -203,10 +213,19 @@ class PublisherPeer(Peer):
             transceiver.setCodecPreferences(
                 codec_preferences(media.kind, (chosen,), fec=self._settings.publisher_fec)
             )
-        answer = await self._negotiate(offer, description)
+        answer = await self._negotiate(offer, description, self._accept_transport_cc)
         for transceiver in self.pc.getTransceivers():
             self._tap(transceiver, slot_for(transceiver.kind))
         return answer
+
+    def _accept_transport_cc(self) -> None:
+        if not self._settings.publisher_transport_cc:
+            return
+        offered = {str(m.rtp.muxId): m for m in self._description_media}
+        for transceiver in self.pc.getTransceivers():
+            media = offered.get(str(transceiver.mid))
+            if transceiver.kind == "video" and media is not None:
+                accept_transport_cc(transceiver, media.rtp.headerExtensions)
 
     def _tap(self, transceiver: RTCRtpTransceiver, slot: TrackSlot) -> None:
         tap = install_receiver_tap(

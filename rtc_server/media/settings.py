@@ -60,8 +60,12 @@ class MediaSettings:
     video_codecs: tuple[str, ...] = ("VP8", "H264")
     # Offer browser publishers RED/ULPFEC with VP8 (see fec.py): a packet lost on the uplink is rebuilt
     # from parity instead of waiting a round trip. Off by default: Chromium then spends so much of its
-    # bitrate on parity that 4G frame rates halved in bench/ (see bench/README.md).
+    # bitrate on parity that 4G frame rates halved in bench/ (without transport-cc), and parity sent
+    # in the middle of the next picture, when lost, stalls it (see bench/README.md).
     publisher_fec: bool = False
+    # Answer browser publishers' transport-cc (see twcc.py): their own bandwidth estimator then runs
+    # on per-packet arrival times instead of being capped by aiortc's jitter-prone REMB.
+    publisher_transport_cc: bool = True
     # Bounded per-viewer queues, in RTP packets: a viewer whose sender stops draining (a starved loop,
     # a stuck transport) loses what is stale, video restarting on a keyframe, and never adds delay.
     viewer_video_queue: int = 1024

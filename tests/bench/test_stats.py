@@ -53,6 +53,8 @@ rtc_keyframe_waits_total 0.0
 rtc_fec_packets_total 0.0
 rtc_fec_recovered_packets_total 0.0
 rtc_sequence_holes_skipped_total 0.0
+rtc_transport_feedback_packets_total 0.0
+rtc_publisher_remb_capped_total 0.0
 """
 
 
