@@ -219,8 +219,8 @@ class VideoAssembler:
         for _ in range(min(MAX_HOLE, (highest - start) & 0xFFFF)):
             seq = (seq + 1) & 0xFFFF
             packet = packets.get(seq)
-            if packet is None:
-                continue
+            if packet is None or not packet.payload:
+                continue  # another hole, or a parity stand-in or padding: no picture either
             if not vp8_payload_starts_frame(packet.payload):
                 return None
             picture = vp8_picture_id(packet.payload)
