@@ -74,7 +74,7 @@ class MediaConfig:
     # Ask browser publishers for RED/ULPFEC parity with VP8 (repairs uplink loss without a round trip).
     publisher_fec: bool = False
     # Answer browser publishers' transport-cc: their own bandwidth estimator runs on our feedback.
-    publisher_transport_cc: bool = True
+    publisher_transport_cc: bool = False
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,9 @@ def test_playout_delay_reaches_the_media_settings() -> None:
     assert media_settings(config).viewer_playout_delay_ms is None
     assert media_settings(load_config(env={})).publisher_fec is False
     assert media_settings(load_config(env={"RTC_MEDIA__PUBLISHER_FEC": "true"})).publisher_fec is True
-    assert media_settings(load_config(env={})).publisher_transport_cc is True
-    off = load_config(env={"RTC_MEDIA__PUBLISHER_TRANSPORT_CC": "false"})
-    assert media_settings(off).publisher_transport_cc is False
+    assert media_settings(load_config(env={})).publisher_transport_cc is False
+    on = load_config(env={"RTC_MEDIA__PUBLISHER_TRANSPORT_CC": "true"})
+    assert media_settings(on).publisher_transport_cc is True
 
 
 def test_flags_override_environment() -> None:

@@ -59,13 +59,13 @@ class MediaSettings:
     # Preference order of video codecs offered to publishers and viewers.
     video_codecs: tuple[str, ...] = ("VP8", "H264")
     # Offer browser publishers RED/ULPFEC with VP8 (see fec.py): a packet lost on the uplink is rebuilt
-    # from parity instead of waiting a round trip. Off by default: Chromium then spends so much of its
-    # bitrate on parity that 4G frame rates halved in bench/ (without transport-cc), and parity sent
-    # in the middle of the next picture, when lost, stalls it (see bench/README.md).
+    # from parity instead of waiting a round trip (3G p95 620-640 -> 450-530 ms in bench/). Off by
+    # default: Chromium then spends so much of its bitrate on parity that on 4G it fell to 8-9 fps.
     publisher_fec: bool = False
     # Answer browser publishers' transport-cc (see twcc.py): their own bandwidth estimator then runs
-    # on per-packet arrival times instead of being capped by aiortc's jitter-prone REMB.
-    publisher_transport_cc: bool = True
+    # on per-packet arrival times instead of being capped by aiortc's REMB. Off by default: the
+    # higher bitrate it reaches (1.45 vs 0.9-1.1 Mbit/s on 4G) cost 50-80 ms of p95 on 4G and 3G.
+    publisher_transport_cc: bool = False
     # Bounded per-viewer queues, in RTP packets: a viewer whose sender stops draining (a starved loop,
     # a stuck transport) loses what is stale, video restarting on a keyframe, and never adds delay.
     viewer_video_queue: int = 1024
