@@ -72,7 +72,7 @@ window.start = async (url, token, maxKbps) => {
   const track = canvas.captureStream(30).getVideoTracks()[0];
   track.contentHint = 'motion';
   const tr = pc.addTransceiver(track, {direction: 'sendonly',
-    sendEncodings: [{maxBitrate: maxKbps * 1000, maxFramerate: 30, scalabilityMode: 'L1T3'}]});
+    sendEncodings: [{maxBitrate: maxKbps * 1000, maxFramerate: 30}]});
   tr.setCodecPreferences(
     RTCRtpSender.getCapabilities('video').codecs.filter(c => /VP8|rtx|red|ulpfec/.test(c.mimeType)));
   await negotiate(pc, url, token);

@@ -15,22 +15,6 @@ const PONG_LIMIT_MS = 6000;
 // A media path that stays "disconnected" this long is rebuilt rather than left to recover.
 const DISCONNECTED_LIMIT_MS = 6000;
 
-// Video goes out in three temporal layers (L1T3): half the frames are then references for nothing,
-// so a packet lost on a weak phone network stalls one frame instead of every frame until the
-// retransmission lands (the 3G benchmark's p95 fell by 20 ms with it). Browsers that know the
-// option but not the mode throw; those that do not know it ignore it.
-function addSendTransceiver(pc, track, stream) {
-  const init = { direction: 'sendonly', streams: [stream] };
-  if (track.kind === 'video') {
-    try {
-      return pc.addTransceiver(track, { ...init, sendEncodings: [{ scalabilityMode: 'L1T3' }] });
-    } catch (err) {
-      console.warn('temporal layers refused, sending one layer', err);
-    }
-  }
-  return pc.addTransceiver(track, init);
-}
-
 function deviceInfo() {
   return {
     ua: navigator.userAgent.slice(0, 300),
@@ -320,7 +304,11 @@ export class CallClient extends EventTarget {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     const pub = { pc, generation };
     this.publisher = pub;
-    for (const track of this.localStream.getTracks()) addSendTransceiver(pc, track, this.localStream);
+    for (const track of this.localStream.getTracks()) {
+      // One temporal layer: L1T3 was tried (bench/README.md) and starved the frames the server's
+      // quality hints look at, so a dim room read as a covered lens; its latency gain was noise.
+      pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+    }
     let stalled = null;
     pc.addEventListener('connectionstatechange', () => {
       const current = this.publisher === pub;

@@ -228,15 +228,9 @@ async function snapshot() {
   const tile = state.remoteTile;
   const s = tile && tile.pc ? await tile.refreshStats() : null;
   const pub = state.call && state.call.publisher;
-  let videoScalability = null;
   // Whether the server's answer asked this publisher for RED/ULPFEC (repairs loss on weak uplinks).
   const sdp = pub && pub.pc.remoteDescription ? pub.pc.remoteDescription.sdp : '';
   const videoFec = /ulpfec\/90000/.test(sdp) && /red\/90000/.test(sdp);
-  if (pub) {
-    (await pub.pc.getStats()).forEach((r) => {
-      if (r.type === 'outbound-rtp' && r.kind === 'video') videoScalability = r.scalabilityMode || null;
-    });
-  }
   return {
     participantId: state.me && state.me.participant_id,
     joinClickedAt: state.joinClickedAt,
@@ -245,7 +239,6 @@ async function snapshot() {
     publishing: Boolean(state.call && state.call.publisher && state.call.publisher.pc.connectionState === 'connected'),
     locationSent: state.locationSent,
     facing: state.facing,
-    videoScalability,
     videoFec,
     remote: tile ? { videoWidth: tile.video.videoWidth, framesDecoded: s ? s.framesDecoded : 0, audioBytes: s ? s.audioBytes : 0 } : null,
   };
