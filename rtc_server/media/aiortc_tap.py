@@ -300,7 +300,7 @@ class ReceiverTap:
         fec: UlpfecReceiver | None = None,
     ) -> None:
         self._receiver = receiver
-        self._fec = fec
+        self.fec = fec
         # Every packet as it arrives (viewers); `sink` gets whole frames in order (recorder, analyser).
         self._packet_sink = packet_sink
         self.codec = codec
@@ -346,7 +346,7 @@ class ReceiverTap:
 
     def add(self, packet: Any) -> tuple[bool, None]:
         """JitterBuffer.add's contract: (pli_flag, frame). Keyframe requests go through the slot instead."""
-        fec = self._fec
+        fec = self.fec
         if fec is not None and packet.payload_type == fec.red_pt:
             self._counters.red_packets += 1
             recovered_before = fec.recovered
@@ -514,6 +514,11 @@ def install_receiver_tap(
         async def capped_send(packet: AnyRtcpPacket) -> None:
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
                 limit = bitrate_limit()
+                fec = tap.fec
+                if limit is not None and fec is not None:
+                    # Viewers' estimates count media only; the publisher also sends parity, which
+                    # stops here. Capping it at the viewers' figure starved its media each round.
+                    limit = int(limit * (1.0 + min(fec.parity_ratio, 1.0)))
                 if send_side and limit is None:
                     # The publisher estimates its own bandwidth from transport-cc feedback; aiortc's
                     # receive-side guess would only cap it. Viewers' limits still go out.

@@ -31,6 +31,7 @@ _ULP_LEVEL0_HEADER = 2  # protection length; the mask follows
 # How far behind the newest packet a media packet (or a parity packet) is kept for recovery.
 HISTORY = 256
 MAX_PENDING_FEC = 48
+_RATIO_WEIGHT = 1 / 256
 
 
 class RawPacket(Protocol):
@@ -183,6 +184,11 @@ class UlpfecReceiver:
         self._highest: int | None = None
         self.parity_packets = 0
         self.recovered = 0
+        # Parity bytes per media byte, smoothed over the last few hundred packets: viewers never
+        # receive parity, so a bitrate a viewer can take is worth this much more at the publisher.
+        self.parity_ratio = 0.0
+        self._media_bytes = 0.0
+        self._parity_bytes = 0.0
         self.malformed = 0
 
     def receive(self, packet: Any) -> list[Any]:
@@ -199,6 +205,7 @@ class UlpfecReceiver:
             self._highest = seq
         inner_pt, data = unwrapped
         out: list[Any] = []
+        self._account(len(data), inner_pt == self.ulpfec_pt)
         if inner_pt == self.ulpfec_pt:
             self.parity_packets += 1
             parity = parse_parity(data)
@@ -219,6 +226,13 @@ class UlpfecReceiver:
             out.append(media)
         out.extend(self._attempt())
         return out
+
+    def _account(self, size: int, parity: bool) -> None:
+        decay = 1.0 - _RATIO_WEIGHT
+        self._media_bytes = self._media_bytes * decay + (0 if parity else size)
+        self._parity_bytes = self._parity_bytes * decay + (size if parity else 0)
+        if self._media_bytes > 0:
+            self.parity_ratio = self._parity_bytes / self._media_bytes
 
     def _reset(self, ssrc: int) -> None:
         self._ssrc = ssrc

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.rtp import RTCP_PSFB_APP, HeaderExtensionsMap, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 
 from rtc_server.media import MediaService, MediaSettings
+from rtc_server.media.fec import UlpfecReceiver
 from rtc_server.media.forwarding import TrackSlot
 from rtc_server.media.stats import MediaCounters
 from tests.media.media_clients import answer, publisher_client, viewer_client, wait_until
@@ -82,3 +83,38 @@ async def test_viewer_bitrate_limit_rules() -> None:
     assert slot.viewer_bitrate_limit() == 2_000_000
     await slot.close()
     await off.close()
+
+
+async def test_the_cap_leaves_room_for_the_publishers_parity() -> None:
+    # Viewers never receive ULPFEC parity, so their estimate counts media only: capping the publisher
+    # at that figure made it cut media to fit parity, and the viewers' estimates followed it down.
+    media = MediaService(MediaSettings(viewer_bitrate_floor_bps=150_000))
+    pub, offer = await publisher_client("VP8", audio=False)
+    rembs = record_rembs(pub.pc.getTransceivers()[0].sender)
+    viewer, voffer = await viewer_client(("video",))
+    # Only the estimate sent below, not the viewer's own, which would replace it as it changes.
+    viewer.pc.getReceivers()[0]._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+    try:
+        handle = await media.publish("s1", "staff", offer)
+        await answer(pub.pc, handle.answer_sdp)
+        peer = media._peers[handle.resource_id]
+        tap = peer.taps["video"][0]  # type: ignore[attr-defined]
+        tap.fec = UlpfecReceiver(116, 117, 96, HeaderExtensionsMap())
+        tap.fec.parity_ratio = 0.5
+        vhandle = await media.subscribe("s1", "v", voffer)
+        await answer(viewer.pc, vhandle.answer_sdp)
+        await viewer.wait_frames("video", 3)
+        receiver = viewer.pc.getReceivers()[0]
+        media_ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))  # type: ignore[attr-defined]
+        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        remb = RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(200_000, [media_ssrc])
+        )
+        await receiver._send_rtcp(remb)
+        count = len(rembs)
+        await wait_until(lambda: len(rembs) > count + 1, within=5)
+        assert 290_000 <= rembs[-1] <= 300_000, rembs[-5:]
+    finally:
+        await viewer.close()
+        await pub.close()
+        await media.close()

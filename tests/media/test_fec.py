@@ -293,3 +293,16 @@ async def test_the_publisher_answer_takes_red_and_ulpfec_with_vp8(
     finally:
         await pub.close()
         await media.close()
+
+
+def test_the_parity_share_is_measured_in_bytes() -> None:
+    fec = receiver()
+    for n in range(40):
+        packets, fec_packet, wire = frame_with_parity(10 + 4 * n, n, (100, 100, 100))
+        for p in wire:
+            fec.receive(p)
+        fec.receive(fec_packet)
+    media_bytes = sum(len(p.payload) for p in packets)
+    parity = red_primary(fec_packet.payload)
+    assert parity is not None
+    assert fec.parity_ratio == pytest.approx(len(parity[1]) / media_bytes, rel=0.05)
