@@ -72,7 +72,7 @@ class MediaConfig:
     # [min, max] ms of playout delay asked of viewers' browsers; [] asks nothing (browser default).
     viewer_playout_delay_ms: list[int] = field(default_factory=lambda: [0, 0])
     # Ask browser publishers for RED/ULPFEC parity with VP8 (repairs uplink loss without a round trip).
-    publisher_fec: bool = False
+    publisher_fec: bool = True
     # Answer browser publishers' transport-cc: their own bandwidth estimator runs on our feedback.
     publisher_transport_cc: bool = False
 

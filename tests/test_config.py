@@ -48,8 +48,8 @@ def test_playout_delay_reaches_the_media_settings() -> None:
     # An empty list asks the browser for nothing: it keeps its own smoothing.
     config = load_config(env={"RTC_MEDIA__VIEWER_PLAYOUT_DELAY_MS": "[]"})
     assert media_settings(config).viewer_playout_delay_ms is None
-    assert media_settings(load_config(env={})).publisher_fec is False
-    assert media_settings(load_config(env={"RTC_MEDIA__PUBLISHER_FEC": "true"})).publisher_fec is True
+    assert media_settings(load_config(env={})).publisher_fec is True
+    assert media_settings(load_config(env={"RTC_MEDIA__PUBLISHER_FEC": "false"})).publisher_fec is False
     assert media_settings(load_config(env={})).publisher_transport_cc is False
     on = load_config(env={"RTC_MEDIA__PUBLISHER_TRANSPORT_CC": "true"})
     assert media_settings(on).publisher_transport_cc is True

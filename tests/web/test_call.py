@@ -85,8 +85,8 @@ async def assert_phone_receives(page: Page) -> dict[str, Any]:
 async def test_officer_and_staff_see_and_hear_each_other(
     aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:
-    # FEC and transport-cc on (both off by default): the phone's video then arrives wrapped in RED
-    # and must still play, and the phone gets congestion feedback.
+    # FEC (the default) and transport-cc (off by default) on: the phone's video arrives wrapped in
+    # RED and must still play, and the phone gets congestion feedback.
     media = {"publisher_fec": True, "publisher_transport_cc": True}
     site = await start_site(aiohttp_server, tmp_path / "data", media=media)
     async with chromium() as browser:
