@@ -198,11 +198,9 @@ class PublisherPeer(Peer):
     ) -> None:
         super().__init__(session_id, participant_id, settings, counters, on_failed)
         self.taps: dict[str, tuple[ReceiverTap, TrackSlot]] = {}
-        self._description_media: list[aiortc_sdp.MediaDescription] = []
 
     async def start(self, offer: str, slot_for: Callable[[str], TrackSlot]) -> str:
         description = parse_offer(offer, "publisher")
-        self._description_media = description.media
         for media in description.media:
             names = AUDIO_CODECS if media.kind == "audio" else self._settings.video_codecs
             chosen = offered_codec(media.rtp.codecs, names)
@@ -213,15 +211,15 @@ class PublisherPeer(Peer):
             transceiver.setCodecPreferences(
                 codec_preferences(media.kind, (chosen,), fec=self._settings.publisher_fec)
             )
-        answer = await self._negotiate(offer, description, self._accept_transport_cc)
+        answer = await self._negotiate(offer, description, lambda: self._accept_transport_cc(description))
         for transceiver in self.pc.getTransceivers():
             self._tap(transceiver, slot_for(transceiver.kind))
         return answer
 
-    def _accept_transport_cc(self) -> None:
+    def _accept_transport_cc(self, description: aiortc_sdp.SessionDescription) -> None:
         if not self._settings.publisher_transport_cc:
             return
-        offered = {str(m.rtp.muxId): m for m in self._description_media}
+        offered = {str(m.rtp.muxId): m for m in description.media}
         for transceiver in self.pc.getTransceivers():
             media = offered.get(str(transceiver.mid))
             if transceiver.kind == "video" and media is not None:

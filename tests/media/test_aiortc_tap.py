@@ -5,6 +5,9 @@ from __future__ import annotations
 import inspect
 
 import aioice.ice
+import aiortc.rtcdtlstransport
+import aiortc.rtcpeerconnection
+import aiortc.rtcrtpreceiver
 import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
@@ -18,6 +21,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from rtc_server.media import UnsupportedAiortc
 from rtc_server.media.aiortc_tap import (
     _original_get_host_addresses,
+    _RtpPacketWithRaw,
     check_aiortc_version,
     codec_preferences,
     ice_connection,
@@ -46,6 +50,26 @@ def test_receiver_feeds_depayloaded_packets_to_a_replaceable_jitter_buffer() -> 
     assert "self.__nack_generator = NackGenerator()" in init
     assert inspect.signature(RTCRtpReceiver._send_rtcp_pli).parameters.keys() == {"self", "media_ssrc"}
     assert "await self._send_rtcp_nack(" in source
+
+
+def test_fec_and_transport_cc_seams() -> None:
+    # The raw datagram ULPFEC XORs over comes from the transport's module-level RtpPacket name.
+    rtp_data = inspect.getsource(aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtp_data)
+    assert "packet = RtpPacket.parse(data, self._rtp_header_extensions_map)" in rtp_data
+    assert "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in rtp_data
+    assert aiortc.rtcdtlstransport.RtpPacket is _RtpPacketWithRaw
+    # Rebuilt packets leave the NACK generator's set; feedback goes out with the receiver's SSRC.
+    receive = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "self.__nack_generator.add(packet)" in receive and "unwrap_rtx(" in receive
+    assert "self.missing: set[int] = set()" in inspect.getsource(aiortc.rtcrtpreceiver.NackGenerator)
+    assert "self.__rtcp_ssrc" in inspect.getsource(RTCRtpReceiver._send_rtcp_nack)
+    assert "bytes(packet)" in inspect.getsource(RTCRtpReceiver._send_rtcp)
+    # Answers take their codecs and extensions from the transceiver between the two descriptions.
+    describe = inspect.getsource(aiortc.rtcpeerconnection.create_media_description_for_transceiver)
+    assert (
+        "codecs=transceiver._codecs" in describe
+        and "headerExtensions=transceiver._headerExtensions" in describe
+    )
 
 
 def test_sender_send_loop_is_replaceable_and_exposes_keyframe_and_nack_hooks() -> None:
