@@ -205,6 +205,7 @@ REQUIRED_METRICS = (
     "rtc_sequence_holes_skipped",
     "rtc_transport_feedback_packets",
     "rtc_publisher_remb_capped",
+    "rtc_redundant_packets",
 )
 
 

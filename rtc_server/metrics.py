@@ -88,6 +88,11 @@ class _MediaCollector(Collector):
                 "Transport-cc feedback packets sent to publishers (their own bandwidth estimation)",
                 s.transport_feedbacks,
             ),
+            (
+                "rtc_redundant_packets",
+                "Copies of packets sent to viewers whose receiver reports show loss",
+                s.packets_duplicated,
+            ),
             ("rtc_red_packets", "Publisher packets received inside RED (FEC negotiated)", s.red_packets),
             ("rtc_fec_packets", "ULPFEC parity packets received from publishers", s.fec_packets),
             (

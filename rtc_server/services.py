@@ -56,6 +56,7 @@ def media_settings(config: Config) -> MediaSettings:
         viewer_playout_delay_ms=(delay[0], delay[1]) if delay else None,
         publisher_fec=config.media.publisher_fec,
         publisher_transport_cc=config.media.publisher_transport_cc,
+        viewer_redundancy_loss=config.media.viewer_redundancy_loss or None,
     )
 
 

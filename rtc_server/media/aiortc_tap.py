@@ -53,6 +53,8 @@ from aiortc.rtp import (
     AnyRtcpPacket,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
     unpack_remb_fci,
@@ -99,6 +101,10 @@ if not any(ext.uri == PLAYOUT_DELAY_URI for ext in aiortc.codecs.HEADER_EXTENSIO
     aiortc.codecs.HEADER_EXTENSIONS["video"].append(
         RTCRtpHeaderExtensionParameters(id=6, uri=PLAYOUT_DELAY_URI)
     )
+# Spacing of a redundant copy: past a short burst of loss, far below a round trip.
+REDUNDANT_DELAY_S = 0.01
+# Above this reported loss the link is congested or failing, not lossy: copies would only add load.
+REDUNDANCY_MAX_LOSS = 0.2
 RED = "red"
 ULPFEC = "ulpfec"
 TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
@@ -551,6 +557,7 @@ def hook_sender(
     counters: MediaCounters,
     on_bitrate_estimate: Callable[[int], None] | None = None,
     playout_delay_ms: tuple[int, int] | None = None,
+    redundancy_loss: float | None = None,
 ) -> None:
     """Send `track`'s packets instead of encoding, relay a viewer's PLI/FIR to the publisher, count the
     NACKs the sender answers and report the viewer's REMB (bits per second) for this sender's stream.
@@ -562,7 +569,10 @@ def hook_sender(
     if not all(hasattr(sender, _SENDER + name) for name in _SENDER_ATTRS):
         raise UnsupportedAiortc("RTCRtpSender no longer has the send-loop state forward_packets keeps")
 
-    packets = PacketSender(sender, counters, playout_delay_ms if track.kind == "video" else None)
+    video = track.kind == "video"
+    packets = PacketSender(
+        sender, counters, playout_delay_ms if video else None, redundancy_loss if video else None
+    )
     original_send = sender.send
 
     async def send(parameters: RTCRtpSendParameters) -> None:
@@ -588,18 +598,21 @@ def hook_sender(
 
     setattr(sender, "_retransmit", counting_retransmit)  # noqa: B010 - instance override
 
-    if on_bitrate_estimate is not None:
-        original_rtcp = sender._handle_rtcp_packet
+    original_rtcp = sender._handle_rtcp_packet
 
-        async def rtcp_with_remb(packet: AnyRtcpPacket) -> None:
-            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-                with contextlib.suppress(ValueError):
-                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
-                    if sender._ssrc in ssrcs:
-                        on_bitrate_estimate(bitrate)
-            await original_rtcp(packet)
+    async def rtcp_with_estimates(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    packets.note_viewer_loss(report.fraction_lost / 256)
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            with contextlib.suppress(ValueError):
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                if sender._ssrc in ssrcs and on_bitrate_estimate is not None:
+                    on_bitrate_estimate(bitrate)
+        await original_rtcp(packet)
 
-        setattr(sender, "_handle_rtcp_packet", rtcp_with_remb)  # noqa: B010 - instance override
+    setattr(sender, "_handle_rtcp_packet", rtcp_with_estimates)  # noqa: B010 - instance override
 
 
 class PacketSender:
@@ -613,11 +626,19 @@ class PacketSender:
     """
 
     def __init__(
-        self, sender: RTCRtpSender, counters: MediaCounters, playout_delay_ms: tuple[int, int] | None
+        self,
+        sender: RTCRtpSender,
+        counters: MediaCounters,
+        playout_delay_ms: tuple[int, int] | None,
+        redundancy_loss: float | None = None,
     ):
         self._sender = sender
         self._counters = counters
         self._playout_delay = playout_delay_ms
+        # Send every packet twice, REDUNDANT_DELAY_S apart, while the viewer reports at least this
+        # loss: the copy arrives where a retransmission would cost the viewer a round trip.
+        self._redundancy_loss = redundancy_loss
+        self.viewer_loss = 0.0
         self._history: dict[int, RtpPacket] = getattr(sender, _SENDER + "rtp_history")
         self._extensions_map = getattr(sender, _SENDER + "rtp_header_extensions_map")
         self._mid: str | None = None
@@ -729,11 +750,26 @@ class PacketSender:
         _, data = self._packet(out, (clock.current_ntp_time() >> 14) & 0x00FFFFFF)
         protected = dtls._tx_srtp.protect(data)
         udp.sendto(protected, pair.remote_addr)
+        threshold = self._redundancy_loss
+        if threshold is not None and threshold <= self.viewer_loss < REDUNDANCY_MAX_LOSS:
+            # The same datagram: whichever copy arrives second fails the viewer's SRTP replay check.
+            asyncio.get_running_loop().call_later(
+                REDUNDANT_DELAY_S, self._send_copy, udp, protected, pair.remote_addr
+            )
         setattr(dtls, _DTLS_TX_BYTES, getattr(dtls, _DTLS_TX_BYTES) + len(protected))
         setattr(dtls, _DTLS_TX_PACKETS, getattr(dtls, _DTLS_TX_PACKETS) + 1)
         self._counters.packets_sent_direct += 1
         self._account(out)
         return True
+
+    def note_viewer_loss(self, fraction: float) -> None:
+        """The loss fraction of a receiver report from the viewer about this stream (smoothed)."""
+        self.viewer_loss = 0.7 * self.viewer_loss + 0.3 * fraction
+
+    def _send_copy(self, udp: Any, protected: bytes, addr: Any) -> None:
+        if not udp.is_closing():
+            udp.sendto(protected, addr)
+            self._counters.packets_duplicated += 1
 
     async def run(self, track: ForwardTrack, codec: RTCRtpCodecParameters) -> None:
         """The replacement of RTCRtpSender._run_rtp: send what `track` queues, until it stops."""

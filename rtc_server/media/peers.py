@@ -298,6 +298,7 @@ class ViewerPeer(Peer):
                 self._counters,
                 on_bitrate_estimate=self._estimate_recorder(track),
                 playout_delay_ms=self._settings.viewer_playout_delay_ms,
+                redundancy_loss=self._settings.viewer_redundancy_loss,
             )
             self.tracks[media.kind] = track
         answer = await self._negotiate(offer, description)

@@ -66,6 +66,7 @@ class MediaCounters:
         self.peers_closed_dead = 0
         # ULPFEC from browser publishers: parity packets received, media packets rebuilt from them.
         self.red_packets = 0
+        self.packets_duplicated = 0
         self.transport_feedbacks = 0
         self.fec_packets = 0
         self.fec_recovered = 0
@@ -98,6 +99,7 @@ class MediaCounters:
             tap_frames_dropped=self.tap_frames_dropped,
             peers_closed_dead=self.peers_closed_dead,
             red_packets=self.red_packets,
+            packets_duplicated=self.packets_duplicated,
             transport_feedbacks=self.transport_feedbacks,
             fec_packets=self.fec_packets,
             fec_recovered=self.fec_recovered,
@@ -147,6 +149,7 @@ class MediaStats:
     tap_frames_dropped: int
     peers_closed_dead: int
     red_packets: int = 0
+    packets_duplicated: int = 0
     transport_feedbacks: int = 0
     fec_packets: int = 0
     fec_recovered: int = 0

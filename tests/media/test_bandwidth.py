@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from aiortc.rtp import RTCP_PSFB_APP, HeaderExtensionsMap, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 
 from rtc_server.media import MediaService, MediaSettings
 from rtc_server.media.fec import UlpfecReceiver
@@ -114,6 +123,49 @@ async def test_the_cap_leaves_room_for_the_publishers_parity() -> None:
         count = len(rembs)
         await wait_until(lambda: len(rembs) > count + 1, within=5)
         assert 290_000 <= rembs[-1] <= 300_000, rembs[-5:]
+    finally:
+        await viewer.close()
+        await pub.close()
+        await media.close()
+
+
+async def test_a_lossy_viewer_gets_each_video_packet_twice_and_plays_on() -> None:
+    media = MediaService(MediaSettings(viewer_redundancy_loss=0.05))
+    pub, offer = await publisher_client("VP8", audio=False, clip_frames=90)
+    viewer, voffer = await viewer_client(("video",))
+    try:
+        handle = await media.publish("s1", "staff", offer)
+        await answer(pub.pc, handle.answer_sdp)
+        vhandle = await media.subscribe("s1", "v", voffer)
+        await answer(viewer.pc, vhandle.answer_sdp)
+        await viewer.wait_frames("video", 5)
+        assert media.stats().packets_duplicated == 0, "no loss reported yet: one copy"
+        receiver = viewer.pc.getReceivers()[0]
+        media_ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))  # type: ignore[attr-defined]
+        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+
+        async def reports(fraction_lost: int, times: int) -> None:
+            info = RtcpReceiverInfo(
+                ssrc=media_ssrc,
+                fraction_lost=fraction_lost,
+                packets_lost=1,
+                highest_sequence=0,
+                jitter=0,
+                lsr=0,
+                dlsr=0,
+            )
+            for _ in range(times):
+                await receiver._send_rtcp(RtcpRrPacket(ssrc=rtcp_ssrc, reports=[info]))
+
+        # Half the packets lost, report after report: a failing link, not a lossy one. No copies.
+        await reports(128, 10)
+        await asyncio.sleep(1.0)
+        assert media.stats().packets_duplicated == 0, "congestion is not answered with more traffic"
+        await reports(13, 10)  # 5% lost
+        await wait_until(lambda: media.stats().packets_duplicated >= 20, within=5)
+        # The copies fail the viewer's SRTP replay check; the picture goes on undisturbed.
+        frames = len(viewer.frames["video"])
+        await wait_until(lambda: len(viewer.frames["video"]) >= frames + 10, within=5)
     finally:
         await viewer.close()
         await pub.close()
