@@ -148,7 +148,10 @@ VIEWER_PAGE = """<!doctype html><html><body><script>
 async def test_chromium_viewer_decodes_forwarded_frames(tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Chromium is part of the test environment (apt: chromium)"
-    media = MediaService(MediaSettings())
+    # The browser's own playout delay: with the default (render at once) a scheduling hiccup of the
+    # in-process publisher on a busy 2-core machine shows up as a freeze that this test would blame
+    # on forwarding. tests/web/test_call.py covers the default end to end.
+    media = MediaService(MediaSettings(viewer_playout_delay_ms=None))
     pub, offer = await publisher_client("VP8", clip_frames=150)
     result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
