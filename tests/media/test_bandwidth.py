@@ -144,7 +144,7 @@ async def test_a_lossy_viewer_gets_each_video_packet_twice_and_plays_on() -> Non
         media_ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))  # type: ignore[attr-defined]
         rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
 
-        async def reports(fraction_lost: int, times: int) -> None:
+        async def report(fraction_lost: int) -> None:
             info = RtcpReceiverInfo(
                 ssrc=media_ssrc,
                 fraction_lost=fraction_lost,
@@ -154,15 +154,25 @@ async def test_a_lossy_viewer_gets_each_video_packet_twice_and_plays_on() -> Non
                 lsr=0,
                 dlsr=0,
             )
-            for _ in range(times):
-                await receiver._send_rtcp(RtcpRrPacket(ssrc=rtcp_ssrc, reports=[info]))
+            await receiver._send_rtcp(RtcpRrPacket(ssrc=rtcp_ssrc, reports=[info]))
+
+        async def keep_reporting(fraction_lost: int, seconds: float) -> None:
+            # Ten reports a second, so the viewer's own loss-free ones (about one a second) do not
+            # pull the smoothed figure back under the threshold.
+            for _ in range(int(seconds * 10)):
+                await report(fraction_lost)
+                await asyncio.sleep(0.1)
 
         # Half the packets lost, report after report: a failing link, not a lossy one. No copies.
-        await reports(128, 10)
-        await asyncio.sleep(1.0)
+        for _ in range(10):
+            await report(128)  # at once, past the smoothing's climb through the lossy band
+        await keep_reporting(128, 1.5)
         assert media.stats().packets_duplicated == 0, "congestion is not answered with more traffic"
-        await reports(13, 10)  # 5% lost
-        await wait_until(lambda: media.stats().packets_duplicated >= 20, within=5)
+        lossy = asyncio.create_task(keep_reporting(26, 6.0))  # 10% lost
+        try:
+            await wait_until(lambda: media.stats().packets_duplicated >= 20, within=5)
+        finally:
+            lossy.cancel()
         # The copies fail the viewer's SRTP replay check; the picture goes on undisturbed.
         frames = len(viewer.frames["video"])
         await wait_until(lambda: len(viewer.frames["video"]) >= frames + 10, within=5)
