@@ -104,7 +104,6 @@ class TransportFeedback:
         self._highest: int | None = None
         self._count = 0
         self.media_ssrc = 0
-        self.feedbacks_sent = 0
         self._task: asyncio.Task[None] | None = None
         self._epoch = clock()
 
@@ -156,5 +155,4 @@ class TransportFeedback:
         while True:
             await asyncio.sleep(self._interval)
             for packet in self.take():
-                self.feedbacks_sent += 1
                 await self._send(packet)

@@ -37,6 +37,19 @@ def record_rembs(sender: Any) -> list[int]:
     return seen
 
 
+def viewer_rtcp(viewer: Any) -> tuple[Any, int, int]:
+    """The viewer's video receiver, the stream's SSRC as it sees it, and its own RTCP SSRC."""
+    receiver = viewer.pc.getReceivers()[0]
+    media_ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))
+    return receiver, media_ssrc, receiver._RTCRtpReceiver__rtcp_ssrc
+
+
+async def send_remb(viewer: Any, bps: int) -> None:
+    receiver, media_ssrc, rtcp_ssrc = viewer_rtcp(viewer)
+    fci = pack_remb_fci(bps, [media_ssrc])
+    await receiver._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci))
+
+
 async def test_lowest_viewer_estimate_reaches_the_publisher() -> None:
     media = MediaService(MediaSettings(viewer_bitrate_floor_bps=150_000))
     pub, offer = await publisher_client("VP8", audio=False)
@@ -53,13 +66,7 @@ async def test_lowest_viewer_estimate_reaches_the_publisher() -> None:
             vhandle = await media.subscribe("s1", f"v{i}", voffer)
             await answer(viewer.pc, vhandle.answer_sdp)
             await viewer.wait_frames("video", 3)
-            receiver = viewer.pc.getReceivers()[0]
-            media_ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))  # type: ignore[attr-defined]
-            rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-            remb = RtcpPsfbPacket(
-                fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(estimate, [media_ssrc])
-            )
-            await receiver._send_rtcp(remb)
+            await send_remb(viewer, estimate)
         count = len(rembs)
         await wait_until(lambda: len(rembs) > count + 1, within=5)
         assert rembs[-1] <= 200_000 and rembs[-1] >= 150_000, rembs[-5:]
@@ -113,13 +120,7 @@ async def test_the_cap_leaves_room_for_the_publishers_parity() -> None:
         vhandle = await media.subscribe("s1", "v", voffer)
         await answer(viewer.pc, vhandle.answer_sdp)
         await viewer.wait_frames("video", 3)
-        receiver = viewer.pc.getReceivers()[0]
-        media_ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))  # type: ignore[attr-defined]
-        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-        remb = RtcpPsfbPacket(
-            fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(200_000, [media_ssrc])
-        )
-        await receiver._send_rtcp(remb)
+        await send_remb(viewer, 200_000)
         count = len(rembs)
         await wait_until(lambda: len(rembs) > count + 1, within=5)
         assert 290_000 <= rembs[-1] <= 300_000, rembs[-5:]
@@ -140,9 +141,7 @@ async def test_a_lossy_viewer_gets_each_video_packet_twice_and_plays_on() -> Non
         await answer(viewer.pc, vhandle.answer_sdp)
         await viewer.wait_frames("video", 5)
         assert media.stats().packets_duplicated == 0, "no loss reported yet: one copy"
-        receiver = viewer.pc.getReceivers()[0]
-        media_ssrc = next(iter(receiver._RTCRtpReceiver__remote_streams))  # type: ignore[attr-defined]
-        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        receiver, media_ssrc, rtcp_ssrc = viewer_rtcp(viewer)
 
         async def report(fraction_lost: int) -> None:
             info = RtcpReceiverInfo(
