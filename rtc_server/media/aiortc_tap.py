@@ -401,6 +401,15 @@ class ReceiverTap:
             if assembler.holes_skipped:
                 self._counters.holes_skipped += assembler.holes_skipped
                 assembler.holes_skipped = 0
+                if self._packet_sink is not None:
+                    # Browsers take an empty packet as padding: the hole is filled, not NACKed.
+                    for seq in assembler.skipped_sequences:
+                        standin: Any = RtpPacket(
+                            packet.payload_type, 0, seq, packet.timestamp, packet.ssrc, b""
+                        )
+                        standin._data = b""
+                        self._packet_sink(standin, now)
+                assembler.skipped_sequences.clear()
         for frame in frames:
             self._sink(frame)
         if want_keyframe:

@@ -102,6 +102,9 @@ class VideoAssembler:
         # picture (a lost FEC packet shares the sequence space) and is stepped over, not waited for.
         self._last_picture: tuple[int, int] | None = None
         self.holes_skipped = 0
+        # Sequence numbers of the holes stepped over, for the owner to take: viewers get an empty
+        # stand-in for each, or they count it as lost and NACK it for a packet that never comes.
+        self.skipped_sequences: list[int] = []
 
     @property
     def synchronised(self) -> bool:
@@ -191,6 +194,11 @@ class VideoAssembler:
                 if after is None:
                     return out
                 self.holes_skipped += 1
+                self.skipped_sequences.extend(
+                    seq
+                    for seq in (start + i & 0xFFFF for i in range((after - start) & 0xFFFF))
+                    if seq not in packets
+                )
                 self._expected = start = after
                 first = packets[start]
             timestamp = first.timestamp

@@ -19,6 +19,7 @@ class Pkt:
     payload: bytes
     _data: bytes
     ssrc: int = 1
+    payload_type: int = 96
 
 
 def vp8_frame(seq: int, ts: int, body: bytes, parts: int = 3) -> list[Pkt]:
@@ -215,6 +216,8 @@ def test_a_hole_between_consecutive_pictures_is_stepped_over_at_once() -> None:
     delta = VP8_DELTA + b"d" * 30
     out, pli = feed(asm, vp8_picture(103, 3000, 0, delta))  # 102 missing; picture ID wraps to 0
     assert out == [delta] and not pli and asm.missing() == []
+    assert asm.skipped_sequences == [102]
+    asm.skipped_sequences.clear()
     # A hole before a picture that is not the next one may have held a whole picture: wait for it.
     out, _ = feed(asm, vp8_picture(106, 6000, 2, delta))  # 105 missing, picture 1 unseen
     assert out == [] and asm.missing() == [105]
@@ -224,12 +227,14 @@ def test_a_hole_between_consecutive_pictures_is_stepped_over_at_once() -> None:
     standin = Pkt(109, 6000, 0, b"", b"")  # 108 lost
     out, _ = feed(asm, [standin, *vp8_picture(110, 7500, 3, delta)])
     assert out == [delta]
+    assert asm.skipped_sequences == [108], "the stand-in that arrived is not a hole"
     # A hole at 112 is stepped over; one inside picture 4 is a lost packet of it, waited for.
     pictures = vp8_picture(113, 9000, 4, delta, parts=3)
     out, _ = feed(asm, [pictures[0], pictures[2]])
     assert out == [] and asm.missing() == [114]
     out, _ = feed(asm, [pictures[1]])
     assert out == [delta]
+    assert asm.skipped_sequences == [108, 112] and asm.holes_skipped == 3
 
 
 def test_pictures_without_ids_never_skip_a_hole() -> None:

@@ -7,7 +7,7 @@ import asyncio
 from rtc_server.media.aiortc_tap import ReceiverTap
 from rtc_server.media.frames import EncodedFrame
 from rtc_server.media.stats import MediaCounters
-from tests.media.test_assembler import VP8_DELTA, VP8_KEY, vp8_frame
+from tests.media.test_assembler import VP8_DELTA, VP8_KEY, vp8_frame, vp8_picture
 
 
 class FakeReceiver:
@@ -96,3 +96,31 @@ async def test_reorder_wait_never_drops_below_its_floor() -> None:
     tap.note_nacked([14])
     tap.add(f1[1])  # only reordered: arrived straight after the ask
     assert tap.reorder_wait_s == 0.25
+
+
+def test_viewers_get_a_stand_in_for_a_hole_that_held_no_picture() -> None:
+    """A parity packet lost on the way in is never retransmitted: a viewer would count it lost and
+    NACK it again and again. It gets an empty packet in its place, which browsers take as padding."""
+    frames: list[EncodedFrame] = []
+    forwarded: list[tuple[int, int, bytes]] = []
+    tap = ReceiverTap(
+        FakeReceiver(),  # type: ignore[arg-type]
+        "VP8",
+        90000,
+        frames.append,
+        MediaCounters(),
+        1.0,
+        0.02,
+        packet_sink=lambda p, _now: forwarded.append((p.sequence_number, p.payload_type, p.payload)),
+    )
+    for p in vp8_picture(100, 0, 7, VP8_KEY + b"k" * 30):
+        tap.add(p)
+    for p in vp8_picture(104, 3000, 8, VP8_DELTA + b"d" * 30):  # 102 and 103 lost
+        tap.add(p)
+    assert len(frames) == 2
+    assert [seq for seq, _, _ in forwarded] == [100, 101, 104, 102, 103, 105]
+    assert [(pt, payload) for seq, pt, payload in forwarded if seq in (102, 103)] == [(96, b""), (96, b"")]
+    # A hole inside a picture is a lost part of it: no stand-in, the retransmission is awaited.
+    for p in vp8_picture(106, 6000, 9, VP8_DELTA + b"e" * 30, parts=3)[::2]:
+        tap.add(p)
+    assert [seq for seq, _, _ in forwarded][6:] == [106, 108]
