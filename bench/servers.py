@@ -206,6 +206,7 @@ REQUIRED_METRICS = (
     "rtc_transport_feedback_packets",
     "rtc_publisher_remb_capped",
     "rtc_redundant_packets",
+    "rtc_redundancy_backoffs",
 )
 
 

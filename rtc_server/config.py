@@ -75,8 +75,8 @@ class MediaConfig:
     publisher_fec: bool = True
     # Answer browser publishers' transport-cc: their own bandwidth estimator runs on our feedback.
     publisher_transport_cc: bool = False
-    # Loss fraction a viewer must report before each video packet goes to it twice; 0 = never.
-    viewer_redundancy_loss: float = 0.0
+    # Loss fraction on a viewer's link at which each video packet goes to it twice; 0 = never.
+    viewer_redundancy_loss: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -290,8 +290,12 @@ def validate(config: Config) -> None:
     for i, origin in enumerate(config.http.cors_origins):
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise ConfigError(f"http.cors_origins[{i}]", f"not an origin: {origin!r}")
-    if not 0 <= config.media.viewer_redundancy_loss < 1:
-        raise ConfigError("media.viewer_redundancy_loss", "must be a loss fraction from 0 (never) to below 1")
+    # 0.2 is media.redundancy.MAX_LOSS, not imported: the CLI's offline commands do not load aiortc.
+    if not 0 <= config.media.viewer_redundancy_loss < 0.2:
+        raise ConfigError(
+            "media.viewer_redundancy_loss",
+            "must be a loss fraction from 0 (never) to below 0.2 (a failing link)",
+        )
     delay = config.media.viewer_playout_delay_ms
     if delay and not (len(delay) == 2 and 0 <= delay[0] <= delay[1] <= 40_950):
         raise ConfigError(

@@ -93,6 +93,11 @@ class _MediaCollector(Collector):
                 "Copies of packets sent to viewers whose receiver reports show loss",
                 s.packets_duplicated,
             ),
+            (
+                "rtc_redundancy_backoffs",
+                "Times copies to a viewer stopped because its link was full (it queued, or the loss stayed)",
+                s.redundancy_backoffs,
+            ),
             ("rtc_red_packets", "Publisher packets received inside RED (FEC negotiated)", s.red_packets),
             ("rtc_fec_packets", "ULPFEC parity packets received from publishers", s.fec_packets),
             (

@@ -77,6 +77,8 @@ def test_flags_override_environment() -> None:
         ({"RTC_MEDIA__VIEWER_PLAYOUT_DELAY_MS": "[0]"}, "media.viewer_playout_delay_ms"),
         ({"RTC_MEDIA__VIEWER_PLAYOUT_DELAY_MS": "[0, 50000]"}, "media.viewer_playout_delay_ms"),
         ({"RTC_MEDIA__VIEWER_REDUNDANCY_LOSS": "1.5"}, "media.viewer_redundancy_loss"),
+        ({"RTC_MEDIA__VIEWER_REDUNDANCY_LOSS": "0.2"}, "media.viewer_redundancy_loss"),
+        ({"RTC_MEDIA__VIEWER_REDUNDANCY_LOSS": "-0.01"}, "media.viewer_redundancy_loss"),
     ],
 )
 def test_invalid_values_name_the_key(env: dict[str, str], key: str) -> None:

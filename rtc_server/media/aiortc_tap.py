@@ -65,6 +65,8 @@ from .errors import UnsupportedAiortc
 from .fec import UlpfecReceiver
 from .forwarding import ForwardTrack, OutPacket
 from .frames import H264, VP8
+from .redundancy import RedundancyControl
+from .redundancy import State as RedundancyState
 from .stats import MediaCounters
 from .twcc import TransportFeedback
 
@@ -103,8 +105,6 @@ if not any(ext.uri == PLAYOUT_DELAY_URI for ext in aiortc.codecs.HEADER_EXTENSIO
     )
 # Spacing of a redundant copy: past a short burst of loss, far below a round trip.
 REDUNDANT_DELAY_S = 0.01
-# Above this reported loss the link is congested or failing, not lossy: copies would only add load.
-REDUNDANCY_MAX_LOSS = 0.2
 RED = "red"
 ULPFEC = "ulpfec"
 TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
@@ -143,6 +143,8 @@ _SENDER_ATTRS = (
     "rtp_timestamp",
     "octet_count",
     "packet_count",
+    "lsr",
+    "lsr_time",
 )
 
 # --- ICE --------------------------------------------------------------------------------------------
@@ -613,7 +615,12 @@ def hook_sender(
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
-                    packets.note_viewer_loss(report.fraction_lost / 256)
+                    # As aiortc works it out: only a report on its latest sender report is timed.
+                    lsr_time = getattr(sender, _SENDER + "lsr_time")
+                    rtt = None
+                    if report.lsr and report.lsr == getattr(sender, _SENDER + "lsr") and lsr_time is not None:
+                        rtt = time.time() - lsr_time - report.dlsr / 65536
+                    packets.note_viewer_report(report.packets_lost, report.highest_sequence, rtt)
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             with contextlib.suppress(ValueError):
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -644,10 +651,9 @@ class PacketSender:
         self._sender = sender
         self._counters = counters
         self._playout_delay = playout_delay_ms
-        # Send every packet twice, REDUNDANT_DELAY_S apart, while the viewer reports at least this
-        # loss: the copy arrives where a retransmission would cost the viewer a round trip.
-        self._redundancy_loss = redundancy_loss
-        self.viewer_loss = 0.0
+        # Send every packet twice, REDUNDANT_DELAY_S apart, while the viewer's link loses packets at
+        # random (see redundancy.py): the copy arrives where a retransmission would cost a round trip.
+        self.redundancy = RedundancyControl(redundancy_loss) if redundancy_loss is not None else None
         self._history: dict[int, RtpPacket] = getattr(sender, _SENDER + "rtp_history")
         self._extensions_map = getattr(sender, _SENDER + "rtp_header_extensions_map")
         self._mid: str | None = None
@@ -759,8 +765,8 @@ class PacketSender:
         _, data = self._packet(out, (clock.current_ntp_time() >> 14) & 0x00FFFFFF)
         protected = dtls._tx_srtp.protect(data)
         udp.sendto(protected, pair.remote_addr)
-        threshold = self._redundancy_loss
-        if threshold is not None and threshold <= self.viewer_loss < REDUNDANCY_MAX_LOSS:
+        redundancy = self.redundancy
+        if redundancy is not None and redundancy.state is RedundancyState.ON:
             # The same datagram: whichever copy arrives second fails the viewer's SRTP replay check.
             asyncio.get_running_loop().call_later(
                 REDUNDANT_DELAY_S, self._send_copy, udp, protected, pair.remote_addr
@@ -771,9 +777,22 @@ class PacketSender:
         self._account(out)
         return True
 
-    def note_viewer_loss(self, fraction: float) -> None:
-        """The loss fraction of a receiver report from the viewer about this stream (smoothed)."""
-        self.viewer_loss = 0.7 * self.viewer_loss + 0.3 * fraction
+    def note_viewer_report(self, packets_lost: int, highest_sequence: int, rtt_s: float | None) -> None:
+        """A receiver report from the viewer about this stream: cumulative loss, highest sequence,
+        and the round trip it gives (None if it does not echo our latest sender report)."""
+        redundancy = self.redundancy
+        if redundancy is not None:
+            state, backoffs = redundancy.state, redundancy.backoffs
+            redundancy.report(packets_lost, highest_sequence, rtt_s)
+            self._counters.redundancy_backoffs += redundancy.backoffs - backoffs
+            if redundancy.state is not state:
+                logger.debug(
+                    "media: copies to viewer stream %d %s -> %s (loss %.3f)",
+                    self._ssrc,
+                    state.value,
+                    redundancy.state.value,
+                    redundancy.loss,
+                )
 
     def _send_copy(self, udp: Any, protected: bytes, addr: Any) -> None:
         if not udp.is_closing():

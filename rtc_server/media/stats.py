@@ -67,6 +67,8 @@ class MediaCounters:
         # ULPFEC from browser publishers: parity packets received, media packets rebuilt from them.
         self.red_packets = 0
         self.packets_duplicated = 0
+        # Times a viewer's copies stopped because its link was full (queueing, or loss that stayed).
+        self.redundancy_backoffs = 0
         self.transport_feedbacks = 0
         self.fec_packets = 0
         self.fec_recovered = 0
@@ -100,6 +102,7 @@ class MediaCounters:
             peers_closed_dead=self.peers_closed_dead,
             red_packets=self.red_packets,
             packets_duplicated=self.packets_duplicated,
+            redundancy_backoffs=self.redundancy_backoffs,
             transport_feedbacks=self.transport_feedbacks,
             fec_packets=self.fec_packets,
             fec_recovered=self.fec_recovered,
@@ -150,6 +153,7 @@ class MediaStats:
     peers_closed_dead: int
     red_packets: int = 0
     packets_duplicated: int = 0
+    redundancy_backoffs: int = 0
     transport_feedbacks: int = 0
     fec_packets: int = 0
     fec_recovered: int = 0

@@ -56,6 +56,7 @@ rtc_sequence_holes_skipped_total 0.0
 rtc_transport_feedback_packets_total 0.0
 rtc_publisher_remb_capped_total 0.0
 rtc_redundant_packets_total 0.0
+rtc_redundancy_backoffs_total 0.0
 """
 
 

@@ -130,7 +130,7 @@ async def test_the_cap_leaves_room_for_the_publishers_parity() -> None:
         await media.close()
 
 
-async def test_a_lossy_viewer_gets_each_video_packet_twice_and_plays_on() -> None:
+async def test_a_lossy_viewer_gets_each_video_packet_twice_until_the_loss_stays_with_the_copies() -> None:
     media = MediaService(MediaSettings(viewer_redundancy_loss=0.05))
     pub, offer = await publisher_client("VP8", audio=False, clip_frames=90)
     viewer, voffer = await viewer_client(("video",))
@@ -142,39 +142,59 @@ async def test_a_lossy_viewer_gets_each_video_packet_twice_and_plays_on() -> Non
         await viewer.wait_frames("video", 5)
         assert media.stats().packets_duplicated == 0, "no loss reported yet: one copy"
         receiver, media_ssrc, rtcp_ssrc = viewer_rtcp(viewer)
+        stream = receiver._RTCRtpReceiver__remote_streams[media_ssrc]
+        send_rtcp = receiver._send_rtcp
 
-        async def report(fraction_lost: int) -> None:
-            info = RtcpReceiverInfo(
-                ssrc=media_ssrc,
-                fraction_lost=fraction_lost,
-                packets_lost=1,
-                highest_sequence=0,
-                jitter=0,
-                lsr=0,
-                dlsr=0,
-            )
-            await receiver._send_rtcp(RtcpRrPacket(ssrc=rtcp_ssrc, reports=[info]))
+        async def without_own_reports(packet: Any) -> None:
+            if not isinstance(packet, RtcpRrPacket):  # the test's reports speak for the viewer
+                await send_rtcp(packet)
 
-        async def keep_reporting(fraction_lost: int, seconds: float) -> None:
-            # Ten reports a second, so the viewer's own loss-free ones (about one a second) do not
-            # pull the smoothed figure back under the threshold.
+        receiver._send_rtcp = without_own_reports
+        # Cumulative counters as a browser keeps them: the stream's real numbering, invented loss.
+        start, lost = stream.cycles + stream.max_seq, 0.0
+
+        async def keep_reporting(fraction: float, seconds: float) -> None:
+            nonlocal start, lost
             for _ in range(int(seconds * 10)):
-                await report(fraction_lost)
+                highest = stream.cycles + stream.max_seq
+                lost += fraction * (highest - start)
+                start = highest
+                info = RtcpReceiverInfo(
+                    ssrc=media_ssrc,
+                    fraction_lost=0,
+                    packets_lost=int(lost),
+                    highest_sequence=highest,
+                    jitter=0,
+                    lsr=0,
+                    dlsr=0,
+                )
+                await send_rtcp(RtcpRrPacket(ssrc=rtcp_ssrc, reports=[info]))
                 await asyncio.sleep(0.1)
 
-        # Half the packets lost, report after report: a failing link, not a lossy one. No copies.
-        for _ in range(10):
-            await report(128)  # at once, past the smoothing's climb through the lossy band
-        await keep_reporting(128, 1.5)
-        assert media.stats().packets_duplicated == 0, "congestion is not answered with more traffic"
-        lossy = asyncio.create_task(keep_reporting(26, 6.0))  # 10% lost
+        # Half the packets lost: a failing link, not a lossy one. No copies.
+        await keep_reporting(0.5, 3.0)
+        assert media.stats().packets_duplicated == 0, "a failing link is not answered with more traffic"
+        lossy = asyncio.create_task(keep_reporting(0.1, 8.0))
         try:
-            await wait_until(lambda: media.stats().packets_duplicated >= 20, within=5)
+            await wait_until(lambda: media.stats().packets_duplicated >= 20, within=8)
         finally:
             lossy.cancel()
-        # The copies fail the viewer's SRTP replay check; the picture goes on undisturbed.
-        frames = len(viewer.frames["video"])
+        # The copies fill the gaps (the viewer reports no loss) and fail the viewer's SRTP replay
+        # check where the original arrived: the picture goes on undisturbed, copies keep flowing.
+        frames, copies = len(viewer.frames["video"]), media.stats().packets_duplicated
+        await keep_reporting(0.0, 2.0)
         await wait_until(lambda: len(viewer.frames["video"]) >= frames + 10, within=5)
+        assert media.stats().packets_duplicated >= copies + 20
+        assert media.stats().redundancy_backoffs == 0
+        # The loss stays with copies on: they are only load on a full link. They stop.
+        backed_off = asyncio.create_task(keep_reporting(0.1, 8.0))
+        try:
+            await wait_until(lambda: media.stats().redundancy_backoffs == 1, within=8)
+            copies = media.stats().packets_duplicated
+            await asyncio.sleep(1.0)
+            assert media.stats().packets_duplicated <= copies + 5, "copies in flight at the backoff only"
+        finally:
+            backed_off.cancel()
     finally:
         await viewer.close()
         await pub.close()
