@@ -46,6 +46,8 @@ PROFILES = {
     "wifi": Profile("wifi", rtt_ms=20, jitter_ms=3, loss=0.001, rate_kbps=30_000),
     "4g": Profile("4g", rtt_ms=80, jitter_ms=20, loss=0.01, rate_kbps=4_000),
     "3g": Profile("3g", rtt_ms=300, jitter_ms=0, loss=0.03, rate_kbps=1_000, queue_ms=500),
+    # Poor 3G that the video alone nearly fills: copies to the viewer overflow it (a congestion test).
+    "3g-narrow": Profile("3g-narrow", rtt_ms=300, jitter_ms=0, loss=0.03, rate_kbps=400, queue_ms=500),
 }
 
 
