@@ -39,13 +39,10 @@ from reportlab.platypus import (
 )
 
 from rtc_server.models import ChecklistItem, Participant, Session, iso
+from signing.fonts import FONT_CANDIDATES
 
 log = logging.getLogger(__name__)
 
-FONT_CANDIDATES = (
-    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
-    Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
-)
 FALLBACK_FONT = "Helvetica"
 MONO_FONT = "Courier"
 PAGE_WIDTH = A4[0] - 36 * mm

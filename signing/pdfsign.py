@@ -19,6 +19,7 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.layout import AxisAlignment, InnerScaling, Margins, SimpleBoxLayoutRule
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign.fields import SigFieldSpec, SigSeedSubFilter
 from pyhanko.sign.general import SigningError as PyhankoSigningError
 from pyhanko.sign.signers import PdfSignatureMetadata, PdfSigner
@@ -41,6 +42,7 @@ from .evidence_pdf import (
     append_completion_pages,
     embed_attachments,
 )
+from .fonts import cjk_font
 from .keys import InMemoryKey, KeySource, SigningKey
 from .oneshot import SignerIdentity, issue_one_shot
 from .revocation import CrlSource, signing_validation_context
@@ -171,8 +173,20 @@ def _run_signer(
     return bytes(out.getvalue())
 
 
+def _stamp_text(texts: Sequence[str]) -> tuple[TextBoxStyle, Callable[[str], str]]:
+    """A stamp's text style for `texts`, and what to pass its parameters through: pyhanko's default
+    (a standard font) when it can show them, else the CJK font (fonts.py). With no CJK font
+    installed, a character the standard font cannot show becomes '?' rather than a wrong glyph.
+
+    Latin-1, not all of WinAnsi: pyhanko writes a standard font's text in PDFDocEncoding, which
+    agrees with WinAnsi only there (a '€' would come out as another glyph)."""
+    font = None if all(_latin1(t) == t for t in texts) else cjk_font()
+    if font is not None:
+        return TextBoxStyle(font=font.factory()), str
+    return TextBoxStyle(), _latin1
+
+
 def _latin1(text: str) -> str:
-    # The stamp uses a PDF standard font; see evidence_pdf's note on character coverage.
     return text.encode("latin-1", errors="replace").decode("latin-1")
 
 
@@ -224,8 +238,11 @@ def sign_contract(pdf: bytes, request: ContractSigningRequest, material: Signing
     )
     assert key is not None
     cert_der = bytes(key.certificate.dump())
+    transaction = request.transaction_id[:40]
+    text_style, shown = _stamp_text((request.signer.name, transaction))
     signer_style = TextStampStyle(
         stamp_text="Signed by %(signer)s\n%(ts)s\nTransaction %(tx)s",
+        text_box_style=text_style,
         background=stamp_bg,
         background_opacity=1.0,
         # Fit the drawing to the box; pyhanko's default margins hit a float rounding warning.
@@ -251,9 +268,9 @@ def sign_contract(pdf: bytes, request: ContractSigningRequest, material: Signing
             lta=False,
             stamp=signer_style,
             text_params={
-                "signer": _latin1(request.signer.name),
+                "signer": shown(request.signer.name),
                 "ts": _now_text(),
-                "tx": _latin1(request.transaction_id[:40]),
+                "tx": shown(transaction),
             },
         )
     finally:
@@ -274,7 +291,10 @@ def _seal(
 ) -> bytes:
     with material.seal.open() as seal_key:
         org = material.organization
-        style = TextStampStyle(stamp_text="Sealed by %(signer)s\n%(ts)s", border_width=1)
+        text_style, _ = _stamp_text((org,))
+        style = TextStampStyle(
+            stamp_text="Sealed by %(signer)s\n%(ts)s", border_width=1, text_box_style=text_style
+        )
         return _run_signer(
             pdf,
             key=seal_key,
