@@ -100,7 +100,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     root = str(Path(__file__).resolve().parents[1])
     if root not in sys.path:
         sys.path.insert(0, root)
-    from bench.cli import main as bench_main
+    try:
+        from bench.cli import main as bench_main
+    except ModuleNotFoundError:
+        print(
+            "rtc-server bench runs from a source checkout (bench/ is not installed with the package)",
+            file=sys.stderr,
+        )
+        return 2
 
     return bench_main(args.bench_args)
 
@@ -112,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the API, media and web pages")
-    serve.add_argument("--config", help="TOML config file (default config/default.toml)")
+    serve.add_argument(
+        "--config", help="TOML config file (default: rtc_server/default.toml, every key documented)"
+    )
     serve.add_argument("--data-dir", help="data directory (default ./var)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)

@@ -1,4 +1,4 @@
-"""Typed configuration: config/default.toml, then RTC_SECTION__KEY environment variables, then CLI flags.
+"""Typed configuration: rtc_server/default.toml, then RTC_SECTION__KEY environment variables, then CLI flags.
 
 Unknown sections or keys and values of the wrong type are rejected with a `ConfigError` naming the key,
 so a typo in a bank's deployment fails at start rather than silently using a default.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "default.toml"
 ENV_PREFIX = "RTC_"
 
 
@@ -259,7 +259,7 @@ def load_config(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Config:
-    """Load `path` (default config/default.toml), apply environment, then explicit overrides."""
+    """Load `path` (default rtc_server/default.toml), apply environment, then explicit overrides."""
     path = path or DEFAULT_CONFIG_PATH
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ from aiohttp import web
 
 routes = web.RouteTableDef()
 
-WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
+WEB_ROOT = Path(__file__).resolve().parents[1] / "web"
 STATIC_ROOT = WEB_ROOT / "static"
 
 # Session ids are short url-safe strings; anything else is not a page we serve.

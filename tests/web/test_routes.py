@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support import Api
 
-WEB = Path(__file__).resolve().parents[2] / "web"
+WEB = Path(__file__).resolve().parents[2] / "rtc_server" / "web"
 
 
 async def test_pages_are_served_with_a_strict_policy(api: Api) -> None:

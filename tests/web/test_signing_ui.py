@@ -125,14 +125,14 @@ def test_render_fits_a_landscape_page_within_the_box() -> None:
 def test_every_workflow_text_is_in_english_and_chinese() -> None:
     import re
 
-    source = (Path(__file__).resolve().parents[2] / "web/static/js/i18n_workflows.js").read_text()
+    source = (Path(__file__).resolve().parents[2] / "rtc_server/web/static/js/i18n_workflows.js").read_text()
     en, zh = source.split("\n  zh: {", 1)
     keys_en = set(re.findall(r"^    (\w+):", en, re.M))
     keys_zh = set(re.findall(r"^    (\w+):", zh, re.M))
     assert len(keys_en) > 50
     assert keys_en == keys_zh, keys_en ^ keys_zh
     # Every key the workflow modules ask for exists.
-    js = Path(__file__).resolve().parents[2] / "web/static/js"
+    js = Path(__file__).resolve().parents[2] / "rtc_server/web/static/js"
     used: set[str] = set()
     for name in ("signing_panel", "inspection_panel", "consent", "quality_banner"):
         used |= set(re.findall(r"t\('((?:wf|hint)_\w+)'", (js / f"{name}.js").read_text()))
