@@ -315,7 +315,9 @@ def append_completion_pages(
 
     Set in the standard fonts when they can show every text, else in the CJK font (see fonts.py).
     """
-    font = None if all(winansi(t) for t in _texts(record, attachments)) else cjk_font(mono=True)
+    texts = _texts(record, attachments)
+    face = None if all(winansi(t) for t in texts) else cjk_font(mono=True)
+    font = face.for_text("".join(texts)) if face is not None else None
     cjk = font.engine(writer, BODY_SIZE) if font is not None else None
     pages = _paginate(_lines(record, attachments, document_sha256, _Measure(font)))
     fonts = _fonts(writer, cjk)

@@ -14,6 +14,7 @@ import io
 import logging
 from pathlib import Path
 
+from fontTools import subset
 from fontTools.ttLib import TTCollection, TTFont, TTLibError
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.font.api import FontEngineFactory
@@ -74,6 +75,12 @@ class EmbeddedFont:
         """A shaping engine on `writer` that embeds the glyphs it shapes, as a subset."""
         return _ThousandthsAccumulator(writer, io.BytesIO(self.data), size, obj_stream=obj_stream)
 
+    def for_text(self, text: str) -> EmbeddedFont:
+        """This face cut down to the glyphs `text` and printable ASCII need. pyhanko then parses,
+        shapes and subsets a font of kilobytes rather than megabytes: signing with a Chinese name
+        took 1.67 s with the whole font."""
+        return _cut_down(self, frozenset(text) | _PRINTABLE_ASCII)
+
     def factory(self, size: float = 10) -> FontEngineFactory:
         """For pyhanko's text boxes (signature stamps)."""
         font = self
@@ -115,6 +122,24 @@ class _ThousandthsAccumulator(GlyphAccumulator):
         cid, width = super()._get_cid_and_width(glyph_id)
         self._glyphs[glyph_id] = result = (cid, round(width * self._to_thousandths))
         return result
+
+
+_PRINTABLE_ASCII = frozenset(map(chr, range(0x20, 0x7F)))
+
+
+@functools.lru_cache(maxsize=16)
+def _cut_down(font: EmbeddedFont, chars: frozenset[str]) -> EmbeddedFont:
+    face = TTFont(io.BytesIO(font.data))
+    options = subset.Options()
+    options.layout_features = ["*"]
+    options.name_IDs = ["*"]  # pyhanko names the embedded font from the PostScript name
+    options.notdef_outline = True
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=[ord(c) for c in chars])
+    subsetter.subset(face)
+    out = io.BytesIO()
+    face.save(out)
+    return EmbeddedFont(out.getvalue(), font.name)
 
 
 @functools.cache

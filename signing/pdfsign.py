@@ -182,7 +182,7 @@ def _stamp_text(texts: Sequence[str]) -> tuple[TextBoxStyle, Callable[[str], str
     agrees with WinAnsi only there (a '€' would come out as another glyph)."""
     font = None if all(_latin1(t) == t for t in texts) else cjk_font()
     if font is not None:
-        return TextBoxStyle(font=font.factory()), str
+        return TextBoxStyle(font=font.for_text("".join(texts)).factory()), str
     return TextBoxStyle(), _latin1
 
 
@@ -291,7 +291,8 @@ def _seal(
 ) -> bytes:
     with material.seal.open() as seal_key:
         org = material.organization
-        text_style, _ = _stamp_text((org,))
+        # pyhanko names the signer in the stamp from the seal certificate's subject.
+        text_style, _ = _stamp_text((org, seal_key.certificate.subject.human_friendly))
         style = TextStampStyle(
             stamp_text="Sealed by %(signer)s\n%(ts)s", border_width=1, text_box_style=text_style
         )

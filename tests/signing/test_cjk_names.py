@@ -12,11 +12,22 @@ from pathlib import Path
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from signing import SignedPdf, SigningMaterial, evidence_pdf, pdfsign, sign_contract, validate_pdf
+from signing import (
+    GuardedTimeStamper,
+    LocalTimeStamper,
+    LocalTsa,
+    SignedPdf,
+    SigningMaterial,
+    evidence_pdf,
+    pdfsign,
+    sign_contract,
+    validate_pdf,
+)
 from signing.devpki import DevPki
 from signing.evidence_pdf import CompletionStep
 from signing.fonts import cjk_font
 from signing.oneshot import SignerIdentity
+from tests.signing.conftest import CRL_BASE
 from tests.signing.helpers import make_pdf, make_request, pdfsig
 
 pytestmark = pytest.mark.skipif(cjk_font() is None, reason="no CJK font (make sysdeps installs one)")
@@ -171,3 +182,26 @@ def _appearance_to_unicode(xobject: object) -> bytes:
     for inner in resources.get("/XObject", {}).values():
         out += _appearance_to_unicode(inner.get_object())
     return out
+
+
+def test_a_bank_with_a_chinese_name_seals_in_the_embedded_font(tmp_path: Path) -> None:
+    bank = "中国示例银行"
+    pki = DevPki.open(tmp_path / "pki", CRL_BASE, bank)
+    tsa = LocalTsa(pki.tsa_key)
+    material = SigningMaterial(
+        issuing_ca=pki.issuing_ca,
+        seal=pki.seal_source,
+        timestamper=lambda: GuardedTimeStamper(LocalTimeStamper(tsa), "test TSA"),
+        trust_roots=[pki.root_cert],
+        crl_source=pki.crl_for_url,
+        organization=bank,
+    )
+    signed = sign_contract(make_pdf(), chinese_request("tx-bank"), material)  # type: ignore[arg-type]
+    assert validate_pdf(signed.pdf, [pki.root_cert]).ok
+    reader = PdfFileReader(io.BytesIO(signed.pdf))
+    seal = next(
+        f for f in reader.root["/AcroForm"]["/Fields"] if f.get_object()["/T"] == "BankSeal"
+    ).get_object()
+    to_unicode = _appearance_to_unicode(seal["/AP"]["/N"].get_object()).decode().upper()
+    for char in bank:
+        assert f"<{ord(char):04X}>" in to_unicode, char
