@@ -19,6 +19,7 @@ from typing import IO, Any
 import av
 import av.error
 
+from . import opus_head
 from .bitstream import (
     NAL_IDR,
     NAL_PPS,
@@ -314,8 +315,10 @@ class SegmentWriter:
                     _MUX_CODEC[self.track.codec], width=self._size[0], height=self._size[1]
                 )
             else:
-                # Opening libopus (cheap) is what produces the OpusHead CodecPrivate WebM needs.
-                stream = container.add_stream("libopus", rate=48_000)
+                # An OpusHead with no pre-skip (see opus_head.py): libopus's own declared 312
+                # samples, and players dropped the first 6.5 ms of every segment.
+                with opus_head.template() as source:
+                    stream = container.add_stream_from_template(source.streams.audio[0])
         except BaseException:
             stream_file.close()
             raise

@@ -89,6 +89,23 @@ def test_segments_play_and_start_on_keyframes(
     assert verify_recording(tmp_path / codec).exit_code == 0
 
 
+def test_audio_segments_play_every_sample_they_hold(
+    opus_packets: Packets, tmp_path: Path, signer: ManifestSigner
+) -> None:
+    """A segment starts mid-stream: a player must not discard an encoder's pre-skip from it. With
+    libopus's OpusHead it did: 6.5 ms of sound lost at the start of every segment."""
+    writer = record(tmp_path / "opus", "opus", opus_packets, signer, segment_s=1.0)
+    assert len(writer.segments) >= 3
+    for entry in writer.segments:
+        with av.open(str(tmp_path / "opus" / entry.file)) as container:
+            stream = container.streams.audio[0]
+            head = bytes(stream.codec_context.extradata or b"")
+            assert head[:8] == b"OpusHead" and head[10:12] == b"\x00\x00", head.hex()
+            frames = list(container.decode(stream))
+        assert frames[0].pts == 0
+        assert sum(f.samples for f in frames) == entry.frames * 960, entry.file
+
+
 def test_payload_is_remuxed_not_reencoded(
     tmp_path: Path, vp8_packets: Packets, signer: ManifestSigner
 ) -> None:
