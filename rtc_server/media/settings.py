@@ -72,7 +72,8 @@ class MediaSettings:
     # never while the link queues or when the loss stays with the copies (a full link; see
     # redundancy.py). None: never. Repairs the viewer's link without a round trip, at double its
     # video bitrate. In bench/ (Chromium, poor 3G on both links) it took the p95 from 619-644 to
-    # 418-425 ms and the frame rate from 19 to 20-24 fps.
+    # 418-425 ms and the frame rate from 19 to 20-24 fps. Copies go out where the server sends on its
+    # own UDP socket: not over a TURN allocation of the server's.
     viewer_redundancy_loss: float | None = 0.02
     # Bounded per-viewer queues, in RTP packets: a viewer whose sender stops draining (a starved loop,
     # a stuck transport) loses what is stale, video restarting on a keyframe, and never adds delay.
