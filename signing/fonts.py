@@ -83,15 +83,7 @@ class EmbeddedFont:
 
     def factory(self, size: float = 10) -> FontEngineFactory:
         """For pyhanko's text boxes (signature stamps)."""
-        font = self
-
-        class Factory(FontEngineFactory):
-            def create_font_engine(
-                self, writer: BasePdfFileWriter, obj_stream: object = None
-            ) -> GlyphAccumulator:
-                return font.engine(writer, size, obj_stream)
-
-        return Factory()
+        return _EngineFactory(self, size)
 
 
 class _ThousandthsAccumulator(GlyphAccumulator):
@@ -122,6 +114,15 @@ class _ThousandthsAccumulator(GlyphAccumulator):
         cid, width = super()._get_cid_and_width(glyph_id)
         self._glyphs[glyph_id] = result = (cid, round(width * self._to_thousandths))
         return result
+
+
+class _EngineFactory(FontEngineFactory):
+    def __init__(self, font: EmbeddedFont, size: float):
+        self._font = font
+        self._size = size
+
+    def create_font_engine(self, writer: BasePdfFileWriter, obj_stream: object = None) -> GlyphAccumulator:
+        return self._font.engine(writer, self._size, obj_stream)
 
 
 _PRINTABLE_ASCII = frozenset(map(chr, range(0x20, 0x7F)))

@@ -53,6 +53,7 @@ from aiortc.rtp import (
     AnyRtcpPacket,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
+    RtcpReceiverInfo,
     RtcpRrPacket,
     RtcpSrPacket,
     RtpPacket,
@@ -62,7 +63,7 @@ from aiortc.rtp import (
 
 from .assembler import AudioAssembler, VideoAssembler
 from .errors import UnsupportedAiortc
-from .fec import UlpfecReceiver
+from .fec import UlpfecReceiver, standin
 from .forwarding import ForwardTrack, OutPacket
 from .frames import H264, VP8
 from .redundancy import RedundancyControl
@@ -404,13 +405,10 @@ class ReceiverTap:
                 self._counters.holes_skipped += assembler.holes_skipped
                 assembler.holes_skipped = 0
                 if self._packet_sink is not None:
-                    # Browsers take an empty packet as padding: the hole is filled, not NACKed.
                     for seq in assembler.skipped_sequences:
-                        standin: Any = RtpPacket(
-                            packet.payload_type, 0, seq, packet.timestamp, packet.ssrc, b""
-                        )
-                        standin._data = b""
-                        self._packet_sink(standin, now)
+                        filler: Any = standin(packet.payload_type, seq, packet.timestamp, packet.ssrc)
+                        filler._data = b""
+                        self._packet_sink(filler, now)
                 assembler.skipped_sequences.clear()
         for frame in frames:
             self._sink(frame)
@@ -615,12 +613,7 @@ def hook_sender(
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
-                    # As aiortc works it out: only a report on its latest sender report is timed.
-                    lsr_time = getattr(sender, _SENDER + "lsr_time")
-                    rtt = None
-                    if report.lsr and report.lsr == getattr(sender, _SENDER + "lsr") and lsr_time is not None:
-                        rtt = time.time() - lsr_time - report.dlsr / 65536
-                    packets.note_viewer_report(report.packets_lost, report.highest_sequence, rtt)
+                    packets.note_viewer_report(report)
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             with contextlib.suppress(ValueError):
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -777,13 +770,18 @@ class PacketSender:
         self._account(out)
         return True
 
-    def note_viewer_report(self, packets_lost: int, highest_sequence: int, rtt_s: float | None) -> None:
-        """A receiver report from the viewer about this stream: cumulative loss, highest sequence,
-        and the round trip it gives (None if it does not echo our latest sender report)."""
+    def note_viewer_report(self, report: RtcpReceiverInfo) -> None:
+        """A receiver report block from the viewer about this stream."""
         redundancy = self.redundancy
         if redundancy is not None:
+            # As aiortc works it out: only a report on its latest sender report is timed.
+            sender = self._sender
+            lsr_time = getattr(sender, _SENDER + "lsr_time")
+            rtt_s = None
+            if report.lsr and report.lsr == getattr(sender, _SENDER + "lsr") and lsr_time is not None:
+                rtt_s = time.time() - lsr_time - report.dlsr / 65536
             state, backoffs = redundancy.state, redundancy.backoffs
-            redundancy.report(packets_lost, highest_sequence, rtt_s)
+            redundancy.report(report.packets_lost, report.highest_sequence, rtt_s)
             self._counters.redundancy_backoffs += redundancy.backoffs - backoffs
             if redundancy.state is not state:
                 logger.debug(

@@ -160,6 +160,12 @@ def recover(parity: _Parity, seq: int, ssrc: int, others: list[bytes]) -> bytes 
     return fixed + body.to_bytes(size, "big")[:length]
 
 
+def standin(payload_type: int, sequence_number: int, timestamp: int, ssrc: int) -> RtpPacket:
+    """An empty packet holding a sequence number that carries no media (parity, a hole that held no
+    picture). Browsers take it as padding: the number is accounted for, not NACKed."""
+    return RtpPacket(payload_type, 0, sequence_number, timestamp, ssrc, b"")
+
+
 class UlpfecReceiver:
     """Unwraps one publisher stream's RED packets and rebuilds lost media packets from its ULPFEC."""
 
@@ -215,9 +221,8 @@ class UlpfecReceiver:
                 self._pending.append(parity)
                 if len(self._pending) > MAX_PENDING_FEC:
                     del self._pending[0]
-            standin = RtpPacket(self.media_pt, 0, seq, packet.timestamp, packet.ssrc, b"")
             self._remember(seq, None)
-            out.append(standin)
+            out.append(standin(self.media_pt, seq, packet.timestamp, packet.ssrc))
         else:
             media = RtpPacket(inner_pt, packet.marker, seq, packet.timestamp, packet.ssrc, data)
             media.extensions = packet.extensions
